@@ -80,3 +80,17 @@ def engine(db_url):
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+_skipped_postgres: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgres" in report.keywords:
+        _skipped_postgres.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and _skipped_postgres:
+        print(f"\nCI: {len(_skipped_postgres)} PostgreSQL test(s) were skipped; failing the run")
+        session.exitstatus = 1
