@@ -1,0 +1,34 @@
+"""Assembles the Dagster definitions of market_pipeline from the settings of this process."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from market_pipeline.core.universe import load_universe
+from market_pipeline.defs.jobs import build_jobs
+from market_pipeline.defs.market_assets import build_market_data_assets
+from market_pipeline.defs.partitions import build_pair_partitions
+from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Definitions for one universe and database; tests build their own."""
+    universe = load_universe(settings.universe_path)
+    partitions = build_pair_partitions(universe)
+    market_data = build_market_data_assets(partitions)
+    return dg.Definitions(
+        assets=[market_data],
+        jobs=build_jobs(partitions),
+        resources={
+            "database": DatabaseResource(
+                url=settings.db_url, failure_alert_threshold=settings.failure_alert_threshold
+            ),
+            "market_data": MarketDataResource(universe_path=str(settings.universe_path)),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

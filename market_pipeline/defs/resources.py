@@ -1,0 +1,69 @@
+"""Resources: the database of our tables and the market-data source of the universe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy.engine import Engine
+
+from market_pipeline.core.universe import Universe, load_universe
+from market_pipeline.providers import MarketDataProvider, build_provider
+from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.market_data import MarketDataRepository
+from market_pipeline.storage.migrations import ensure_current
+from market_pipeline.storage.observability import ObservabilityStore
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The database holding market data and the observability tables (SQLite or PostgreSQL)."""
+
+    url: str
+    failure_alert_threshold: int = 3
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._engine = make_engine(self.url)
+        ensure_current(self._engine)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:  # used outside a run (e.g. direct invocation in a script)
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def repository(self) -> MarketDataRepository:
+        return MarketDataRepository(self.engine)
+
+    def store(self, monitored_pairs: Sequence[tuple[str, str]] | None = None) -> ObservabilityStore:
+        return ObservabilityStore(
+            self.engine,
+            monitored_pairs=monitored_pairs,
+            failure_alert_threshold=self.failure_alert_threshold,
+        )
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """The universe file (symbols, timeframes) and the provider it names."""
+
+    universe_path: str
+
+    _universe: Universe | None = PrivateAttr(default=None)
+    _provider: MarketDataProvider | None = PrivateAttr(default=None)
+
+    def universe(self) -> Universe:
+        if self._universe is None:
+            self._universe = load_universe(self.universe_path)
+        return self._universe
+
+    def provider(self) -> MarketDataProvider:
+        if self._provider is None:
+            self._provider = build_provider(self.universe().provider)
+        return self._provider

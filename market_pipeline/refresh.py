@@ -1,0 +1,173 @@
+"""Refresh a batch of (symbol, timeframe) pairs: fetch, validate, store bars, compute features.
+
+The Dagster assets call this once per run with every partition of the run, so the work is batched
+across pairs (one bulk write per table), while each pair succeeds or fails on its own: a pair whose
+provider call, validation or feature computation raises is reported as failed with its error text,
+and the other pairs are stored as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from market_pipeline.core.features import compute_features
+from market_pipeline.core.timeframes import Timeframe
+from market_pipeline.core.universe import Universe
+from market_pipeline.core.validation import validate_bars
+from market_pipeline.providers.base import MarketDataProvider
+from market_pipeline.storage.market_data import MarketDataRepository, Pair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairOutcome:
+    """What happened to one pair in one refresh."""
+
+    symbol: str
+    timeframe: str
+    asset_class: str
+    started_at: datetime
+    completed_at: datetime | None = None
+    error: str | None = None
+    rows_fetched: int = 0
+    rows_inserted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    validated: bool = False
+    first_bar_at: datetime | None = None
+    last_bar_at: datetime | None = None
+    bar_count: int = 0
+    features_computed: int = 0
+
+    @property
+    def pair(self) -> Pair:
+        return (self.symbol, self.timeframe)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def fail(self, stage: str, exc: BaseException) -> None:
+        text = str(exc).strip() or type(exc).__name__
+        self.error = f"{stage} failed for {self.symbol} {self.timeframe}: {text}"
+        log.warning("%s", self.error)
+
+
+def _utc(value) -> datetime:
+    return pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+
+
+def refresh_pairs(
+    pairs: Sequence[Pair],
+    *,
+    universe: Universe,
+    provider: MarketDataProvider,
+    repository: MarketDataRepository,
+    fetch: bool = True,
+    features: bool = True,
+    now: datetime | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[PairOutcome]:
+    """Bring ``pairs`` up to date; return one outcome per pair, in the order given.
+
+    With ``fetch`` new bars come from the provider (incrementally after the newest stored bar);
+    with ``features`` the features of every pair with bars are recomputed over the full stored
+    history (EMA-family values depend on all of it) and the rows from the first new bar on are
+    written, so stored values always equal a full-history computation.
+    """
+    until = now or clock()
+    outcomes = {
+        pair: PairOutcome(pair[0], pair[1], universe.asset_class_of(pair[0]), started_at=clock())
+        for pair in pairs
+    }
+    latest = repository.latest_bar_times(pairs)
+    first_new_bar: dict[Pair, pd.Timestamp | None] = {}
+
+    if fetch:
+        clean: dict[Pair, pd.DataFrame] = {}
+        for pair, outcome in outcomes.items():
+            try:
+                timeframe = Timeframe.parse(pair[1])
+                raw = provider.fetch_bars(
+                    pair[0], outcome.asset_class, timeframe, since=latest.get(pair), until=until
+                )
+                outcome.rows_fetched = len(raw)
+                checked = validate_bars(raw, timeframe=timeframe)
+            except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
+                outcome.fail("fetching bars", exc)
+                continue
+            outcome.validated = True
+            outcome.rejected = {k: int(v) for k, v in checked.rejected.items() if v}
+            if outcome.rows_rejected:
+                log.warning(
+                    "rejected %d bad bar rows of %s %s: %s",
+                    outcome.rows_rejected, pair[0], pair[1], outcome.rejected,
+                )
+            clean[pair] = checked.bars
+            first_new_bar[pair] = checked.bars["ts"].iloc[0] if len(checked.bars) else None
+        new_pairs = [p for p in clean if p not in latest]
+        try:
+            written = repository.upsert_bars(clean, new_pairs=new_pairs)
+        except Exception as exc:  # noqa: BLE001 - the whole write failed: every pair in it did
+            for pair in clean:
+                outcomes[pair].fail("storing bars", exc)
+            written = {}
+        for pair, count in written.items():
+            outcomes[pair].rows_inserted = count
+
+    if features:
+        _refresh_features(outcomes, repository, latest, first_new_bar if fetch else None)
+
+    for outcome in outcomes.values():
+        outcome.completed_at = clock()
+    return [outcomes[pair] for pair in pairs]
+
+
+def _refresh_features(
+    outcomes: dict[Pair, PairOutcome],
+    repository: MarketDataRepository,
+    latest: dict[Pair, datetime],
+    first_new_bar: dict[Pair, pd.Timestamp | None] | None,
+) -> None:
+    live = [pair for pair, outcome in outcomes.items() if outcome.ok]
+    history = repository.load_bars(live)
+    computed: dict[Pair, pd.DataFrame] = {}
+    for pair in live:
+        outcome = outcomes[pair]
+        bars = history.get(pair)
+        if bars is None or bars.empty:
+            outcome.fail("computing features", ValueError("no bars stored for this pair"))
+            continue
+        outcome.bar_count = len(bars)
+        outcome.first_bar_at = _utc(bars["ts"].iloc[0])
+        outcome.last_bar_at = _utc(bars["ts"].iloc[-1])
+        try:
+            frame = compute_features(bars, asset_class=outcome.asset_class, timeframe=pair[1])
+        except Exception as exc:  # noqa: BLE001 - e.g. a numeric edge case in one series
+            outcome.fail("computing features", exc)
+            continue
+        if first_new_bar is not None and pair in latest:
+            # Incremental: rows before the first newly fetched bar are unchanged (features are
+            # causal), so only the tail is written.
+            start = first_new_bar.get(pair)
+            frame = frame.iloc[0:0] if start is None else frame[frame["ts"] >= start]
+        computed[pair] = frame
+    new_pairs = [p for p in computed if p not in latest]
+    try:
+        repository.upsert_features(computed, new_pairs=new_pairs)
+    except Exception as exc:  # noqa: BLE001
+        for pair in computed:
+            outcomes[pair].fail("storing features", exc)
+        return
+    for pair, frame in computed.items():
+        outcomes[pair].features_computed = len(frame)
