@@ -7,7 +7,6 @@ reported materialized one by one, and when some pairs failed the step ends with 
 lists them, so Dagster marks exactly those partitions failed.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
