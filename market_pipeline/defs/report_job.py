@@ -1,0 +1,67 @@
+"""The scheduler health report as a Dagster job: readable Markdown in the UI, reasons in the log."""
+
+import dagster as dg
+
+from market_pipeline.core.report import build_report, render_markdown
+from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.mirror import format_alert
+
+# No `from __future__ import annotations`: Dagster checks the op's context annotation at
+# definition time and rejects it as a string.
+REPORT_JOB = "scheduler_health_report_job"
+HEALTH_TAG = "market_pipeline/health"
+
+
+@dg.op(name="scheduler_health_report")
+def scheduler_health_report(
+    context: dg.OpExecutionContext,
+    database: DatabaseResource,
+    market_data: MarketDataResource,
+) -> dg.Output[str]:
+    """Builds the health, staleness and history report and shows it as Markdown."""
+    store = database.store(monitored_pairs=market_data.universe().pairs)
+    report = build_report(store, staleness_limit=20, history_limit=10)
+    health = report["health"]
+    status = health["status"]
+    if status == "degraded":
+        for reason in health.get("reasons", []):
+            context.log.warning(f"scheduler degraded: {reason}")
+        for item in (
+            report["staleness"]["by_status"]["missing"] + report["staleness"]["by_status"]["stale"]
+        ):
+            context.log.warning(
+                f"{item['status']} pair {item['symbol']}/{item['timeframe']} "
+                f"(last computed {item['last_computed_at'] or 'never'})"
+            )
+        for failure in health.get("recent_failures", []):
+            context.log.warning(
+                f"open failure {failure['symbol']}/{failure['timeframe']}: {failure['error']}"
+            )
+    for alert in health.get("alerts", []):
+        context.log.error(format_alert(alert, store.failure_alert_threshold))
+    context.instance.add_run_tags(context.run_id, {HEALTH_TAG: status})
+    summary = health["freshness_summary"]
+    last = health.get("last_execution") or {}
+    return dg.Output(
+        status,
+        metadata={
+            "report": dg.MetadataValue.md(render_markdown(report)),
+            "status": dg.MetadataValue.text(status),
+            "reasons": dg.MetadataValue.text("; ".join(health.get("reasons", [])) or "none"),
+            "fresh": dg.MetadataValue.int(summary["fresh_count"]),
+            "aging": dg.MetadataValue.int(summary["aging_count"]),
+            "stale": dg.MetadataValue.int(summary["stale_count"]),
+            "missing": dg.MetadataValue.int(summary["missing_count"]),
+            "open_failures": dg.MetadataValue.int(health["open_failures_count"]),
+            "alerts": dg.MetadataValue.int(len(health.get("alerts", []))),
+            "last_execution": dg.MetadataValue.text(
+                f"{last.get('execution_id', '-')} {last.get('status', '-')}"
+            ),
+        },
+    )
+
+
+@dg.job(name=REPORT_JOB, tags={"market_pipeline/trigger": "report"})
+def scheduler_health_report_job() -> None:
+    """Reports scheduler health, feature staleness and recent executions (Markdown in the UI)."""
+    scheduler_health_report()
