@@ -170,16 +170,6 @@ def validate_bars(raw: pd.DataFrame, *, timeframe: Timeframe | None = None) -> B
     )
 
 
-def empty_bars() -> pd.DataFrame:
-    """A clean bars frame with no rows and the right dtypes."""
-    return pd.DataFrame(
-        {
-            "ts": pd.Series(dtype=_TS_DTYPE),
-            **{column: pd.Series(dtype="float64") for column in BAR_COLUMNS[1:]},
-        }
-    )
-
-
 def _parse_timestamps(values: pd.Series, what: str) -> pd.Series:
     """``values`` as UTC timestamps (ns); NaT where unparsable or out of range."""
     values = values.reset_index(drop=True)
