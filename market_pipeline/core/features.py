@@ -1,0 +1,766 @@
+"""Quant features of OHLCV bars, computed for many series at once.
+
+Pure Python (numpy, scipy, pandas): no Dagster, no database. The values are the textbook ones so that
+any of them can be checked against TA-Lib or a hand computation (see
+``market_pipeline_tests/core/test_features.py``, which does exactly that on real daily data).
+
+Conventions (bar ``t`` of one series has O, H, L, C, V; ``t`` is its 0-based position in the series;
+``n`` is the window; "NaN" is stored as NULL and means "undefined here"):
+
+- ``simple_return`` = C_t / C_{t-1} - 1 and ``log_return`` = ln(C_t / C_{t-1}); NaN on the first bar
+  and wherever C_t <= 0 or C_{t-1} <= 0 (no -inf, no forward fill across gaps).
+- ``volatility_20``: sample standard deviation (ddof=1) of the last 20 log returns, times
+  sqrt(bars per year) of the series' asset class and timeframe (``Timeframe.bars_per_year``: 1d equity
+  252, 1h crypto 8,760, ...). First value at t = 20. A window containing an undefined return is NaN.
+- ``sma_20``, ``sma_50``: plain means, NaN for the first n-1 bars.
+- ``ema_12``, ``ema_26``: alpha = 2/(n+1), seeded with the SMA of the first n closes at t = n-1
+  (TA-Lib and StockCharts convention; pandas ``ewm(adjust=False)`` seeds at the first close instead).
+- ``rsi_14``: Wilder. Average gain and loss seeded with the plain mean of the first 14 close changes
+  (first RSI at t = 14), then ``avg = (avg * 13 + x) / 14``. RSI = 100 * AG / (AG + AL), which is
+  100 - 100 / (1 + AG/AL) without the division by AL: AL = 0 < AG gives 100. **A series that has not
+  moved at all since its first bar (AG = AL = 0) gives NaN**: 0/0 is undefined, like every other
+  division by zero here (TA-Lib returns 0, which reads as "extremely oversold"; 50 would invent a
+  value). After any move the Wilder averages stay positive, so a later flat stretch keeps a value.
+- ``macd`` = EMA12 - EMA26, each EMA seeded with the SMA of its own first n closes (first MACD at
+  t = 25); ``macd_signal`` = EMA9 of MACD seeded with the SMA of the first 9 MACD values (first at
+  t = 33); ``macd_hist`` = macd - macd_signal. TA-Lib's MACD seeds its fast EMA at t = 25 from closes
+  14..25 instead, so it differs from this for roughly the first 100 bars and agrees afterwards.
+- ``bb_upper`` / ``bb_middle`` / ``bb_lower``: SMA20 +/- 2 population standard deviations (ddof=0).
+- ``atr_14``: true range max(H - L, |H - C_{t-1}|, |L - C_{t-1}|), undefined on bar 0; Wilder
+  smoothing seeded with the mean of the first 14 true ranges (first ATR at t = 14).
+- ``obv``: 0 on the first bar, then + V on an up close, - V on a down close, + 0 when unchanged
+  (TA-Lib starts at V_0 instead: its OBV is this one plus V_0).
+- ``vwap``: on intraday timeframes, cumulative typical price (H + L + C)/3 times volume over
+  cumulative volume, **reset at each session**; a session is a calendar date in
+  ``SESSION_TIMEZONE[asset_class]`` (New York for equities, so the reset follows DST; UTC days for
+  crypto and FX). **On daily bars each bar is its own session**, so the VWAP is the bar's typical
+  price: the same definition, applied at the only granularity the bar gives. Zero cumulative volume
+  in the session so far gives NaN.
+- ``zscore_20`` = (C - SMA20) / std20 with std20 the population std (ddof=0); NaN when std20 is 0.
+
+Standard deviations and division by zero: a window whose values are all equal has std exactly 0, and
+a std at or below ``STD_REL_EPSILON`` (1e-10) times the window's own scale (|SMA| for closes, RMS for
+returns) is treated as 0 too: it is round-off in the inputs (e.g. adjustment factors), not a price
+move (a one-tick move is > 1e-8 of the price on any market we store). Volatility is then 0;
+anything divided by such a std, by a zero volume or by AG + AL = 0 is NaN, never inf and never an
+exception.
+
+How the numbers are computed (why it is fast and exact enough): series are laid out as rows of a
+padded 2-D array; rolling sums use pairwise doubling of shifted slices (error ~log2(n) ulps, no
+drifting running total); variance uses sums of closes centred on the series' first close, and any
+window whose sum-of-squares cancels badly (``dev <= 1e-5 * sum of squares``) is recomputed exactly
+with a two-pass formula. EMA, Wilder and MACD-signal recursions run as first-order IIR filters
+(``scipy.signal.lfilter`` with the SMA seed as initial condition), one call per filter for all
+series. Every value depends only on bars at or before its own bar, and the arithmetic of a window
+does not depend on later bars, so a prefix of a series gives bit-identical values to the
+corresponding rows of the full computation (tested). Recomputing a series over its full history is
+therefore the way to keep stored values equal to a full-history computation.
+
+Inputs are expected validated: finite prices, non-negative volumes, ``ts`` strictly increasing
+within each series. A NaN price is not turned into inf: windows containing it are NaN and, as in
+TA-Lib, the recursive features (EMA, RSI, MACD, ATR, OBV, VWAP of the session) stay NaN after it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
+
+from market_pipeline.core.timeframes import SESSION_TIMEZONE, Timeframe, check_asset_class
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "simple_return",
+    "log_return",
+    "volatility_20",
+    "sma_20",
+    "sma_50",
+    "ema_12",
+    "ema_26",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr_14",
+    "obv",
+    "vwap",
+    "zscore_20",
+)
+
+BAR_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
+
+# A standard deviation at or below this fraction of the window's scale is round-off, treated as 0.
+STD_REL_EPSILON = 1e-10
+# Sum-of-squares variance is exact to ~3e-15 * S2; below this fraction of S2 recompute two-pass.
+_CANCELLATION_TOLERANCE = 1e-5
+# Cells (series x bars) per padded block: big enough to amortise numpy call overhead, small
+# enough that the ~30 temporaries of one block stay in cache-friendly territory.
+_BLOCK_CELLS = 1 << 16
+# A block may hold at most this many padded cells per real bar.
+_MAX_PADDING_RATIO = 1.3
+
+_VOL_WINDOW = 20
+_SMA_FAST, _SMA_SLOW = 20, 50
+_EMA_FAST, _EMA_SLOW, _MACD_SIGNAL = 12, 26, 9
+_RSI_WINDOW = 14
+_BB_WINDOW, _BB_WIDTH = 20, 2.0
+_ATR_WINDOW = 14
+_Z_WINDOW = 20
+
+_NS_PER_HOUR = 3_600 * 10**9
+_NS_PER_DAY = 86_400 * 10**9
+
+_COL = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class _SeriesKind:
+    """What the features need to know about a series besides its bars."""
+
+    sqrt_bars_per_year: float
+    intraday: bool
+    session_tz: str
+
+
+@functools.lru_cache(maxsize=256)
+def _series_kind(asset_class: str, timeframe: str) -> _SeriesKind:
+    check_asset_class(asset_class)
+    tf = Timeframe.parse(timeframe)
+    return _SeriesKind(
+        sqrt_bars_per_year=float(np.sqrt(tf.bars_per_year(asset_class))),
+        intraday=tf.is_intraday,
+        session_tz=SESSION_TIMEZONE[asset_class],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def compute_features(bars: pd.DataFrame, *, asset_class: str, timeframe: str) -> pd.DataFrame:
+    """Compute the feature columns of one series of bars.
+
+    Args:
+        bars: columns ``ts`` (tz-aware datetime, UTC), ``open, high, low, close, volume``; sorted
+            ascending by ``ts`` with unique timestamps.
+        asset_class: ``equity``, ``crypto`` or ``fx`` (annualisation, VWAP session time zone).
+        timeframe: e.g. ``1m``, ``5m``, ``1h``, ``1d``.
+
+    Returns:
+        A frame with the same index and row order as ``bars``: ``ts`` (in UTC) followed by the
+        float64 ``FEATURE_COLUMNS``. An empty input gives an empty frame with those columns.
+    """
+    return compute_features_stacked(
+        bars, lengths=[len(bars)], asset_classes=[asset_class], timeframes=[timeframe]
+    )
+
+
+def compute_features_many(
+    series: Iterable[tuple[K, pd.DataFrame, str, str]],
+) -> dict[K, pd.DataFrame]:
+    """Compute features for many series in one vectorised pass.
+
+    Args:
+        series: ``(key, bars, asset_class, timeframe)`` tuples; ``bars`` as for
+            :func:`compute_features`. Keys must be unique.
+
+    Returns:
+        ``{key: features}``, each frame exactly what :func:`compute_features` returns for it.
+    """
+    items = list(series)
+    keys = [item[0] for item in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("compute_features_many: duplicate series keys")
+    frames = [_check_bars(item[1]) for item in items]
+    kinds = [_series_kind(item[2], item[3]) for item in items]
+    lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
+    arrays = [
+        np.concatenate([_float_column(frame, name) for frame in frames])
+        if frames
+        else np.empty(0)
+        for name in ("high", "low", "close", "volume")
+    ]
+    ts_ns = (
+        np.concatenate([_ts_ns(frame["ts"]) for frame in frames])
+        if frames
+        else np.empty(0, np.int64)
+    )
+    values = _compute(ts_ns, *arrays, lengths=lengths, kinds=kinds)
+    out: dict[K, pd.DataFrame] = {}
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for i, (key, frame) in enumerate(zip(keys, frames, strict=True)):
+        out[key] = _frame(frame, values[:, offsets[i] : offsets[i + 1]])
+    return out
+
+
+def compute_features_stacked(
+    bars: pd.DataFrame,
+    *,
+    lengths: Sequence[int],
+    asset_classes: Sequence[str],
+    timeframes: Sequence[str],
+) -> pd.DataFrame:
+    """Compute features for series stored back to back in one long frame.
+
+    This is the fastest entry point (no per-series frames): e.g. bars read with
+    ``ORDER BY symbol, timeframe, ts`` and ``lengths`` from the group sizes.
+
+    Args:
+        bars: the bars of all series concatenated; series ``i`` is the next ``lengths[i]`` rows,
+            sorted ascending by ``ts`` with unique timestamps.
+        lengths: number of rows of each series; they must add up to ``len(bars)``.
+        asset_classes: asset class of each series.
+        timeframes: timeframe of each series.
+
+    Returns:
+        A frame with the index and row order of ``bars``: ``ts`` (UTC) and ``FEATURE_COLUMNS``.
+    """
+    bars = _check_bars(bars)
+    lengths_arr = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if not len(lengths_arr) == len(asset_classes) == len(timeframes):
+        raise ValueError("lengths, asset_classes and timeframes must have one entry per series")
+    if (lengths_arr < 0).any() or int(lengths_arr.sum()) != len(bars):
+        raise ValueError(
+            f"series lengths add up to {int(lengths_arr.sum())}, but bars has {len(bars)} rows"
+        )
+    kinds = [_series_kind(a, t) for a, t in zip(asset_classes, timeframes, strict=True)]
+    values = _compute(
+        _ts_ns(bars["ts"]),
+        *(_float_column(bars, name) for name in ("high", "low", "close", "volume")),
+        lengths=lengths_arr,
+        kinds=kinds,
+    )
+    return _frame(bars, values)
+
+
+# --------------------------------------------------------------------------------------------
+# Input and output
+# --------------------------------------------------------------------------------------------
+
+
+def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
+    missing = [name for name in BAR_COLUMNS if name not in bars.columns]
+    if missing:
+        raise ValueError(f"bars are missing columns {missing}; expected {list(BAR_COLUMNS)}")
+    if not isinstance(bars["ts"].dtype, pd.DatetimeTZDtype):
+        raise ValueError(
+            f"bars.ts must be a tz-aware datetime column (UTC), got dtype {bars['ts'].dtype}"
+        )
+    return bars
+
+
+def _ts_ns(ts: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC), whatever the column's unit and display time zone."""
+    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+
+
+def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
+    values = bars[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    # inf is not a price: make it NaN so that it can never leak into a feature as inf.
+    if np.isinf(values).any():
+        values = np.where(np.isinf(values), np.nan, values)
+    return values
+
+
+def _frame(bars: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """Output frame: input index, ``ts`` in UTC, one float64 column per feature."""
+    frame = pd.DataFrame(values.T, index=bars.index, columns=list(FEATURE_COLUMNS), copy=False)
+    frame.insert(0, "ts", bars["ts"].dt.tz_convert("UTC"))
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: flat series -> blocks of rows (one series per row, NaN padding at the end of a row)
+# --------------------------------------------------------------------------------------------
+
+
+def _compute(
+    ts_ns: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    *,
+    lengths: np.ndarray,
+    kinds: Sequence[_SeriesKind],
+) -> np.ndarray:
+    """All features of concatenated series as an array of shape (len(FEATURE_COLUMNS), n_bars)."""
+    n_bars = len(close)
+    out = np.empty((len(FEATURE_COLUMNS), n_bars))
+    if n_bars == 0:
+        return out
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    _check_increasing(ts_ns, offsets)
+    new_session = _session_starts(ts_ns, offsets, kinds)
+    sqrt_bars_per_year = np.array([kind.sqrt_bars_per_year for kind in kinds])
+    daily = np.array([not kind.intraday for kind in kinds], dtype=bool)
+    blocks = [rows for rows in _blocks(lengths) if lengths[rows].max() > 0]
+    kernel = _Kernel(max(len(rows) * int(lengths[rows].max()) for rows in blocks))
+    with np.errstate(all="ignore"):
+        for rows in blocks:
+            shape = (len(rows), int(lengths[rows].max()))
+            starts, ends = offsets[rows], offsets[rows + 1]
+            if (lengths[rows] == shape[1]).all() and (starts[1:] == ends[:-1]).all():
+                # Series that are back to back and of equal length: views, no copies.
+                span = slice(starts[0], ends[-1])
+                kernel.run(
+                    *(a[span].reshape(shape) for a in (high, low, close, volume, new_session)),
+                    sqrt_bars_per_year=sqrt_bars_per_year[rows],
+                    daily=daily[rows],
+                    res=out[:, span].reshape(len(FEATURE_COLUMNS), *shape),
+                )
+                continue
+            padded = kernel.padded_inputs(shape)
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                for block, flat in zip(padded, (high, low, close, volume, new_session), strict=True):
+                    block[j, : b - a] = flat[a:b]
+            res = kernel.padded_result(shape)
+            kernel.run(
+                *padded, sqrt_bars_per_year=sqrt_bars_per_year[rows], daily=daily[rows], res=res
+            )
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                out[:, a:b] = res[:, j, : b - a]
+    return out
+
+
+def _blocks(lengths: np.ndarray) -> list[np.ndarray]:
+    """Group series (by index) into blocks of similar length to bound padding and block size."""
+    order = np.argsort(-lengths, kind="stable")
+    blocks: list[np.ndarray] = []
+    current: list[int] = []
+    width = total = 0
+    for i in order:
+        n = int(lengths[i])
+        if current and (
+            (len(current) + 1) * width > _MAX_PADDING_RATIO * (total + n)
+            or (len(current) + 1) * width > _BLOCK_CELLS
+        ):
+            blocks.append(np.sort(np.array(current)))
+            current, total = [], 0
+        if not current:
+            width = n
+        current.append(int(i))
+        total += n
+    if current:
+        blocks.append(np.sort(np.array(current)))
+    return blocks
+
+
+def _check_increasing(ts_ns: np.ndarray, offsets: np.ndarray) -> None:
+    increasing = np.greater(ts_ns[1:], ts_ns[:-1])
+    # A series boundary may go back in time; inside a series ts must strictly increase.
+    inner = offsets[1:-1]
+    increasing[inner[(inner > 0) & (inner < len(ts_ns))] - 1] = True
+    if not increasing.all():
+        raise ValueError("bars.ts must be strictly increasing within each series")
+
+
+def _session_starts(
+    ts_ns: np.ndarray, offsets: np.ndarray, kinds: Sequence[_SeriesKind]
+) -> np.ndarray:
+    """True on the first bar of each VWAP session: every bar for daily series, else a new date."""
+    starts = np.ones(len(ts_ns), dtype=bool)
+    by_tz: dict[str, list[int]] = {}
+    for i, kind in enumerate(kinds):
+        if kind.intraday and offsets[i + 1] > offsets[i]:
+            by_tz.setdefault(kind.session_tz, []).append(i)
+    for tz, series in by_tz.items():
+        if len(series) == len(kinds):
+            select: slice | np.ndarray = slice(None)
+        else:
+            select = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in series])
+        day = _local_day(ts_ns[select], tz)
+        change = np.empty(len(day), dtype=bool)
+        change[0] = True
+        np.not_equal(day[1:], day[:-1], out=change[1:])
+        starts[select] = change
+        starts[offsets[series]] = True
+    return starts
+
+
+_SLOT_NS = (3_600 * 10**9, 900 * 10**9)  # one hour, else 15 minutes
+
+
+def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
+    """Calendar day number (days since 1970-01-01) of each UTC instant in time zone ``tz``."""
+    if tz == "UTC":
+        return ts_ns // _NS_PER_DAY
+    # Look the local date up per UTC time slot (one pandas conversion per slot spanned, not per
+    # bar). That is exact when every UTC offset is a whole number of slots (so local midnight is a
+    # slot boundary) and the offset is constant within each slot, which is checked; bars in slots
+    # where it is not (a transition in mid-slot) are converted exactly.
+    lo, hi = int(ts_ns.min()), int(ts_ns.max())
+    for slot_ns in _SLOT_NS:
+        first = lo // slot_ns
+        grid = pd.date_range(
+            pd.Timestamp(first * slot_ns, unit="ns", tz="UTC"),
+            periods=hi // slot_ns - first + 1,
+            freq=pd.Timedelta(slot_ns, unit="ns"),
+            unit="ns",
+        )
+        offset = grid.tz_convert(tz).tz_localize(None).as_unit("ns").asi8 - grid.asi8
+        if not (offset % slot_ns).any():
+            break
+    else:
+        local = pd.DatetimeIndex(ts_ns.view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
+        return local.tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
+    day_of_slot = (grid.asi8 + offset) // _NS_PER_DAY
+    slot = ts_ns // slot_ns
+    slot -= first
+    day = day_of_slot[slot]
+    # Offset changes between two slot starts: fine if the change is exactly at the later start.
+    for k in np.flatnonzero(offset[1:] != offset[:-1]):
+        last_instant = pd.DatetimeIndex([grid.asi8[k + 1] - 1], dtype="M8[ns]").tz_localize("UTC")
+        last_offset = (
+            last_instant.tz_convert(tz).tz_localize(None).as_unit("ns").asi8[0] - grid.asi8[k + 1] + 1
+        )
+        if last_offset != offset[k]:
+            inside = np.flatnonzero(slot == k)
+            local = pd.DatetimeIndex(ts_ns[inside].view("M8[ns]")).tz_localize("UTC")
+            day[inside] = local.tz_convert(tz).tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
+    return day
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel: the features of one block (rows = series, columns = bar position)
+# --------------------------------------------------------------------------------------------
+
+# Scratch buffers of the kernel, each one block of cells.
+(_S1, _S2, _SQ, _STD, _CENTRED, _TMP, _CHANGE, _TYPICAL, _PV, _CUM_PV, _CUM_V) = range(11)
+_N_SCRATCH = 11
+_N_LEVELS = (_SMA_SLOW - 1).bit_length()  # doubling levels 2, 4, ..., 32 for windows up to 50
+
+
+class _Kernel:
+    """Computes all features of a block into ``res`` with preallocated scratch buffers.
+
+    Every intermediate lives in one workspace allocated once per call and reused by every block:
+    allocating ~30 fresh arrays per block costs more in page faults than the arithmetic.
+    """
+
+    def __init__(self, cells: int) -> None:
+        self._cells = cells
+        self._scratch = np.empty((_N_SCRATCH, cells))
+        self._levels = np.empty((_N_LEVELS, cells))
+        self._wilder = np.empty((2, cells))
+        self._averages = np.empty((2, cells))
+        # Cumulative sums with a leading 0 column per row (at most ``cells`` rows).
+        self._cumulative = np.empty((2, 2 * cells))
+        self._flags = np.empty((2, cells), dtype=bool)
+        self._index = np.empty(cells, dtype=np.int64)
+        self._inputs: tuple[np.ndarray, ...] | None = None
+        self._result: np.ndarray | None = None
+        self._x = self._scratch[0]
+        self._level_cache: dict[int, np.ndarray] = {}
+
+    # Padded blocks (series of unequal length) are copied into these.
+    def padded_inputs(self, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        m = shape[0] * shape[1]
+        if self._inputs is None:
+            self._inputs = (*np.empty((4, self._cells)), np.empty(self._cells, dtype=bool))
+        views = tuple(buf[:m].reshape(shape) for buf in self._inputs)
+        for view in views[:4]:
+            view.fill(np.nan)
+        views[4].fill(True)
+        return views
+
+    def padded_result(self, shape: tuple[int, int]) -> np.ndarray:
+        if self._result is None:
+            self._result = np.empty((len(FEATURE_COLUMNS), self._cells))
+        return self._result[:, : shape[0] * shape[1]].reshape(len(FEATURE_COLUMNS), *shape)
+
+    # Sliding-window sums by pairwise doubling: level w holds x[i] + ... + x[i + w - 1]. A window
+    # of any width is a few additions of levels, so its round-off is local to it (no running total
+    # that drifts) and windows that run from one row into the next are masked afterwards.
+    def _prepare_sums(self, x: np.ndarray) -> None:
+        self._x = x
+        self._level_cache = {1: x}
+
+    def _level(self, width: int) -> np.ndarray:
+        if width not in self._level_cache:
+            half = self._level(width // 2)
+            count = max(self._x.size - width + 1, 0)
+            out = self._levels[width.bit_length() - 2, :count]
+            np.add(half[:count], half[width // 2 : width // 2 + count], out=out)
+            self._level_cache[width] = out
+        return self._level_cache[width]
+
+    def _window_sums(self, n: int, out: np.ndarray, width: int) -> None:
+        """``out[t]`` = sum of the n values ending at t (flat), NaN for the first n-1 of each row."""
+        count = self._x.size - n + 1
+        if count > 0:
+            parts = [1 << k for k in range(n.bit_length() - 1, -1, -1) if n >> k & 1]
+            target = out[n - 1 :]
+            if len(parts) == 1:
+                np.copyto(target, self._level(parts[0])[:count])
+            else:
+                first, second = self._level(parts[0]), self._level(parts[1])
+                np.add(first[:count], second[parts[0] : parts[0] + count], out=target)
+                shift = parts[0] + parts[1]
+                for part in parts[2:]:
+                    target += self._level(part)[shift : shift + count]
+                    shift += part
+        out.reshape(-1, width)[:, : n - 1] = np.nan
+
+    def _variance(
+        self, x: np.ndarray, s1: np.ndarray, s2: np.ndarray, n: int, ddof: int, out: np.ndarray
+    ) -> None:
+        """Window variance from window sums ``s1``, ``s2`` of (x - per-row constant), into ``out``.
+
+        Windows whose sum-of-squares formula cancels badly are recomputed two-pass from ``x``;
+        windows whose values are all equal get exactly 0.
+        """
+        m = x.size
+        tmp, suspicious = self._scratch[_TMP, :m], self._flags[0, :m]
+        np.multiply(s1, s1, out=out)
+        out /= n
+        np.subtract(s2, out, out=out)
+        np.multiply(s2, _CANCELLATION_TOLERANCE, out=tmp)
+        np.less_equal(out, tmp, out=suspicious)
+        if suspicious.any():
+            windows = sliding_window_view(x, n)
+            found = np.flatnonzero(suspicious)
+            for chunk in np.array_split(found, -(-found.size // 65536)):
+                w = windows[chunk - (n - 1)]
+                exact = ((w - w.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+                exact[w.max(axis=1) == w.min(axis=1)] = 0.0
+                out[chunk] = exact
+        np.maximum(out, 0.0, out=out)
+        out /= n - ddof
+
+    def _std_from_variance(self, var: np.ndarray, scale_sq: np.ndarray) -> None:
+        """sqrt in place; a std at or below STD_REL_EPSILON * scale becomes exactly 0."""
+        small = self._flags[0, : var.size]
+        np.less_equal(var, scale_sq, out=small)
+        np.copyto(var, 0.0, where=small)
+        np.sqrt(var, out=var)
+
+    def run(
+        self,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        new_session: np.ndarray,
+        *,
+        sqrt_bars_per_year: np.ndarray,
+        daily: np.ndarray,
+        res: np.ndarray,
+    ) -> None:
+        """Write all features of the block (inputs of shape (rows, width)) into ``res``."""
+        rows, width = close.shape
+        m = rows * width
+        scratch = self._scratch[:, :m]
+        h, lo, c, v = (a.reshape(-1) for a in (high, low, close, volume))
+
+        def feature(name: str) -> np.ndarray:
+            return res[_COL[name]]
+
+        def flat(name: str) -> np.ndarray:
+            return res[_COL[name]].reshape(-1)
+
+        # Returns. Shifted operations run on the flat block; column 0 (which would mix two rows)
+        # is then set to NaN.
+        simple, logret = flat("simple_return"), flat("log_return")
+        np.divide(c[1:], c[:-1], out=simple[1:])
+        np.log(simple[1:], out=logret[1:])
+        simple[1:] -= 1.0
+        nonpositive = self._flags[0, :m]
+        np.less_equal(c, 0.0, out=nonpositive)
+        if nonpositive.any():
+            bad = nonpositive[1:] | nonpositive[:-1]
+            simple[1:][bad] = np.nan
+            logret[1:][bad] = np.nan
+        feature("simple_return")[:, 0] = np.nan
+        feature("log_return")[:, 0] = np.nan
+
+        # Volatility: sample std (ddof=1) of 20 log returns, annualised per series. Returns are
+        # close to zero-mean, so their sums need no centring.
+        s1, s2, sq, std = scratch[_S1], scratch[_S2], scratch[_SQ], scratch[_STD]
+        self._prepare_sums(logret)
+        self._window_sums(_VOL_WINDOW, s1, width)
+        np.multiply(logret, logret, out=sq)
+        self._prepare_sums(sq)
+        self._window_sums(_VOL_WINDOW, s2, width)
+        self._variance(logret, s1, s2, _VOL_WINDOW, 1, std)
+        scale_sq = scratch[_TMP]
+        np.multiply(s2, STD_REL_EPSILON**2 / _VOL_WINDOW, out=scale_sq)
+        self._std_from_variance(std, scale_sq)
+        np.multiply(std.reshape(rows, width), sqrt_bars_per_year[:, None], out=feature("volatility_20"))
+
+        # SMAs and the population std of closes, from sums of closes centred on each series' first
+        # close (smaller magnitudes, so the sum-of-squares variance keeps its precision).
+        reference = close[:, :1]
+        centred = scratch[_CENTRED]
+        np.subtract(close, reference, out=centred.reshape(rows, width))
+        self._prepare_sums(centred)
+        sma20, sma50 = flat("sma_20"), flat("sma_50")
+        self._window_sums(_SMA_FAST, sma20, width)
+        self._window_sums(_SMA_SLOW, sma50, width)
+        np.multiply(centred, centred, out=sq)
+        self._prepare_sums(sq)
+        self._window_sums(_BB_WINDOW, s2, width)
+        self._variance(c, sma20, s2, _BB_WINDOW, 0, std)
+        for name, n in (("sma_20", _SMA_FAST), ("sma_50", _SMA_SLOW)):
+            sma = feature(name)
+            sma /= n
+            sma += reference
+        np.multiply(sma20, sma20, out=scale_sq)
+        scale_sq *= STD_REL_EPSILON**2
+        self._std_from_variance(std, scale_sq)
+
+        # Bollinger bands and z-score.
+        np.copyto(flat("bb_middle"), sma20)
+        band = scratch[_TMP]
+        np.multiply(std, _BB_WIDTH, out=band)
+        np.add(sma20, band, out=flat("bb_upper"))
+        np.subtract(sma20, band, out=flat("bb_lower"))
+        zscore = flat("zscore_20")
+        np.subtract(c, sma20, out=zscore)
+        np.divide(zscore, std, out=zscore)
+        zero_std = self._flags[0, :m]
+        np.equal(std, 0.0, out=zero_std)
+        np.copyto(zscore, np.nan, where=zero_std)
+
+        # EMAs, MACD and its signal.
+        for name, n in (("ema_12", _EMA_FAST), ("ema_26", _EMA_SLOW)):
+            _smooth(close, alpha=2.0 / (n + 1), seed_at=n - 1, seed=_seed_mean(close, 0, n),
+                    out=feature(name))
+        macd = feature("macd")
+        np.subtract(feature("ema_12"), feature("ema_26"), out=macd)
+        _smooth(
+            macd,
+            alpha=2.0 / (_MACD_SIGNAL + 1),
+            seed_at=_MACD_SIGNAL_AT,
+            seed=_seed_mean(macd, _EMA_SLOW - 1, _MACD_SIGNAL),
+            out=feature("macd_signal"),
+        )
+        np.subtract(macd, feature("macd_signal"), out=feature("macd_hist"))
+
+        # Wilder RSI: gains and losses of the close change into each bar (undefined on bar 0),
+        # smoothed together as one stacked block.
+        change = scratch[_CHANGE]
+        np.subtract(c[1:], c[:-1], out=change[1:])
+        change.reshape(rows, width)[:, 0] = np.nan
+        moves = self._wilder[:, :m]
+        np.maximum(change, 0.0, out=moves[0])
+        np.subtract(moves[0], change, out=moves[1])
+        stacked = moves.reshape(2 * rows, width)
+        averages = self._averages[:, :m].reshape(2 * rows, width)
+        _smooth(
+            stacked,
+            alpha=1.0 / _RSI_WINDOW,
+            seed_at=_RSI_WINDOW,
+            seed=_seed_mean(stacked, 1, _RSI_WINDOW),
+            out=averages,
+        )
+        avg_gain, avg_loss = averages[:rows], averages[rows:]
+        rsi = feature("rsi_14")
+        np.add(avg_gain, avg_loss, out=rsi)
+        np.divide(avg_gain, rsi, out=rsi)
+        rsi *= 100.0
+
+        # ATR: Wilder smoothing of the true range (undefined on bar 0).
+        true_range, gap = scratch[_S1], scratch[_TMP]
+        np.subtract(h, lo, out=true_range)
+        for extreme in (h, lo):
+            np.subtract(extreme[1:], c[:-1], out=gap[1:])
+            np.abs(gap[1:], out=gap[1:])
+            np.maximum(true_range[1:], gap[1:], out=true_range[1:])
+        true_range_2d = true_range.reshape(rows, width)
+        true_range_2d[:, 0] = np.nan
+        _smooth(
+            true_range_2d,
+            alpha=1.0 / _ATR_WINDOW,
+            seed_at=_ATR_WINDOW,
+            seed=_seed_mean(true_range_2d, 1, _ATR_WINDOW),
+            out=feature("atr_14"),
+        )
+
+        # OBV from 0: signed volume of each close change, cumulated along each row.
+        signed = scratch[_TMP]
+        np.sign(change, out=signed)
+        signed *= v
+        signed_2d = signed.reshape(rows, width)
+        signed_2d[:, 0] = 0.0
+        np.cumsum(signed_2d, axis=1, out=feature("obv"))
+
+        # VWAP of the session so far.
+        typical = scratch[_TYPICAL]
+        np.add(h, lo, out=typical)
+        typical += c
+        typical /= 3.0
+        vwap = flat("vwap")
+        no_volume = self._flags[0, :m]
+        if not daily.all():
+            # Row cumulative sums minus their value before the session's first bar. Each row of
+            # the cumulative buffers starts with a 0 column, so "before bar t" is column t. Exact
+            # for zero volume: adding zeros does not change a float, so no volume yet is exactly 0.
+            pv, base = scratch[_PV], scratch[_TMP]
+            np.multiply(typical, v, out=pv)
+            cums = self._cumulative[:, : rows * (width + 1)].reshape(2, rows, width + 1)
+            cums[:, :, 0] = 0.0
+            np.cumsum(pv.reshape(rows, width), axis=1, out=cums[0, :, 1:])
+            np.cumsum(volume, axis=1, out=cums[1, :, 1:])
+            first = self._index[:m].reshape(rows, width)
+            np.multiply(new_session, np.arange(width), out=first)
+            np.maximum.accumulate(first, axis=1, out=first)
+            first += (np.arange(rows) * (width + 1))[:, None]
+            session = scratch[_CUM_PV : _CUM_V + 1]
+            for k in range(2):
+                np.take(cums[k].reshape(-1), first.reshape(-1), out=base)
+                np.subtract(cums[k, :, 1:], base.reshape(rows, width), out=session[k].reshape(rows, width))
+            np.divide(session[0], session[1], out=vwap)
+            np.less_equal(session[1], 0.0, out=no_volume)
+            np.copyto(vwap, np.nan, where=no_volume)
+        if daily.any():
+            # Daily bars: each bar is its own session, so its VWAP is its typical price.
+            np.greater(v, 0.0, out=no_volume)
+            np.logical_not(no_volume, out=no_volume)
+            source = np.where(no_volume, np.nan, typical).reshape(rows, width)
+            if daily.all():
+                np.copyto(feature("vwap"), source)
+            else:
+                feature("vwap")[daily] = source[daily]
+
+
+_MACD_SIGNAL_AT = _EMA_SLOW - 1 + _MACD_SIGNAL - 1  # first signal value: bar 33
+
+
+def _seed_mean(x: np.ndarray, start: int, n: int) -> np.ndarray:
+    """Row means of ``x[:, start:start+n]`` summed left to right (as TA-Lib does); NaN if short."""
+    if x.shape[1] < start + n:
+        return np.full(x.shape[0], np.nan)
+    total = x[:, start].copy()
+    for k in range(start + 1, start + n):
+        total += x[:, k]
+    return total / n
+
+
+def _smooth(x: np.ndarray, *, alpha: float, seed_at: int, seed: np.ndarray, out: np.ndarray) -> None:
+    """y_t = (1 - alpha) y_{t-1} + alpha x_t per row, with y = seed at ``seed_at``, into ``out``.
+
+    NaN before ``seed_at``. One ``lfilter`` call (a first-order IIR filter whose initial
+    condition carries the seed) covers all rows.
+    """
+    out[:, :seed_at] = np.nan
+    if out.shape[1] <= seed_at:
+        return
+    out[:, seed_at] = seed
+    if out.shape[1] > seed_at + 1:
+        decay = 1.0 - alpha
+        out[:, seed_at + 1 :] = lfilter(
+            [alpha], [1.0, -decay], x[:, seed_at + 1 :], axis=1, zi=(decay * seed)[:, None]
+        )[0]
