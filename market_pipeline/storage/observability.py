@@ -872,10 +872,10 @@ class ObservabilityStore:
             elapsed = sa.extract("epoch", now_param - t.c.last_computed_at)
             seconds = sa.func.greatest(sa.cast(0.0, sa.Float), elapsed)
         else:
-            elapsed = (sa.func.julianday(now_param) - sa.func.julianday(t.c.last_computed_at)) * (
-                86400.0
-            )
-            seconds = sa.func.max(0.0, elapsed)
+            # julianday() is a float of days: staleness is good to ~10 us, enough for a cache
+            # column; the status above compares timestamps and is exact.
+            days = sa.func.julianday(now_param) - sa.func.julianday(t.c.last_computed_at)
+            seconds = sa.func.max(0.0, days * 86400.0)
         staleness = sa.case((t.c.last_computed_at.is_(None), sa.null()), else_=seconds)
         with self._write() as conn:
             result = conn.execute(
