@@ -125,8 +125,9 @@ def _apply_sqlite(engine: Engine, migration: Migration) -> None:
     # pysqlite does not open a transaction before DDL; drive BEGIN/COMMIT ourselves so a failing
     # file leaves nothing behind.
     raw = engine.raw_connection()
+    driver = raw.driver_connection
+    previous_isolation = driver.isolation_level
     try:
-        driver = raw.driver_connection
         driver.isolation_level = None
         cursor = driver.cursor()
         cursor.execute("BEGIN")
@@ -147,6 +148,9 @@ def _apply_sqlite(engine: Engine, migration: Migration) -> None:
             cursor.execute("ROLLBACK")
             raise
     finally:
+        # The connection goes back to the pool: leaving it in autocommit would make every later
+        # INSERT its own transaction (one fsync per row).
+        driver.isolation_level = previous_isolation
         raw.close()
 
 

@@ -105,3 +105,14 @@ def test_features_nan_is_stored_as_null_and_read_back_as_nan(engine):
 def test_count_rows_refuses_unknown_table(engine):
     with pytest.raises(ValueError, match="unknown market-data table"):
         MarketDataRepository(engine).count_rows("users; DROP TABLE ohlcv_bars")
+
+
+def test_a_failing_bulk_write_after_migrate_leaves_nothing_behind(engine):
+    # The migration runner drives SQLite transactions by hand; the pooled connection it used
+    # must be back in transactional mode, or the first pair below would be committed alone.
+    repo = MarketDataRepository(engine)
+    bad = _bars(5)
+    bad.loc[2, "close"] = np.nan
+    with pytest.raises(Exception):
+        repo.upsert_bars({("GOOD", "1h"): _bars(5), ("BAD", "1h"): bad})
+    assert repo.count_rows("ohlcv_bars") == 0
