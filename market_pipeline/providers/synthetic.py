@@ -355,7 +355,7 @@ def _bars(
     n = len(stamp)
     params = _symbol_params(symbol, asset_class, seed)
     sigma_minute = params.annual_vol / math.sqrt(_YEAR_MINUTES)
-    finest = max(0, int(math.log2(timeframe.seconds // 60)) - 2)
+    finest, coarse = _levels(asset_class, timeframe)
     bar_key = _key(seed, "bar", symbol, timeframe.code)
 
     # Prices at the bars' open and close instants. Consecutive bars usually share an instant
@@ -366,7 +366,8 @@ def _bars(
     points = np.concatenate([start_min, end_min[own_close]])
     close_at = np.arange(1, n + 1)
     close_at[own_close] = n + np.arange(int(own_close.sum()))
-    prices = params.level * np.exp(_log_path(points, params, sigma_minute, finest, bar_key))
+    log_path = _log_path(points, params, sigma_minute, finest, coarse, bar_key)
+    prices = params.level * np.exp(log_path)
     open_ = prices[:n]
     close = prices[close_at]
 
@@ -415,8 +416,31 @@ def _bars(
     )
 
 
+@lru_cache(maxsize=256)
+def _levels(asset_class: str, timeframe: Timeframe) -> tuple[int, int]:
+    """(finest, coarse) dyadic levels of the path for a pair's bars.
+
+    ``finest``: about a quarter of the bar length; the levels below it only add noise within a
+    bar. ``coarse``: the split between grid and per-point evaluation that minimises the hashing
+    work for bars spaced as this asset class and timeframe space them (nights and weekends
+    included): grid nodes per bar x grid levels + per-point levels.
+    """
+    finest = max(0, int(math.log2(timeframe.seconds // 60)) - 2)
+    minutes_per_bar = 1440 / _bars_per_day(asset_class, timeframe)
+    coarse = min(
+        range(finest, _BLOCK_LEVELS + 1),
+        key=lambda c: minutes_per_bar / 2**c * (_BLOCK_LEVELS - c) + (c - finest),
+    )
+    return finest, coarse
+
+
 def _log_path(
-    minutes: np.ndarray, params: _SymbolParams, sigma_minute: float, finest: int, bar_key: int
+    minutes: np.ndarray,
+    params: _SymbolParams,
+    sigma_minute: float,
+    finest: int,
+    coarse: int,
+    bar_key: int,
 ) -> np.ndarray:
     """Log-price (relative to the symbol's level) at epoch minutes (any order, repeats allowed).
 
@@ -427,19 +451,16 @@ def _log_path(
     depends on nothing but the minute.
 
     Levels below ``finest`` are replaced by one per-point term of the same variance. For speed,
-    the coarse levels are evaluated on a grid (spacing 2**coarse) over the points' span and
-    interpolated, which is exact because they are linear between grid nodes.
+    the levels from ``coarse`` up are evaluated on a grid (spacing 2**coarse minutes) over the
+    points' span and interpolated, which is exact because they are linear between grid nodes;
+    only the finer levels are evaluated per point. ``coarse`` must depend on the pair alone,
+    never on the request, so that every call adds the same terms in the same order and a bar's
+    values are bit-for-bit reproducible.
     """
     count = len(minutes)
     if count == 0:
         return np.zeros(0)
     lo, hi = int(minutes.min()), int(minutes.max())
-    # Split at the level that minimises the work: grid nodes x coarse levels + points x fine
-    # levels (each element costs one hash).
-    coarse = min(
-        range(finest, _BLOCK_LEVELS + 1),
-        key=lambda c: (((hi - lo) >> c) + 2) * (_BLOCK_LEVELS - c) + count * (c - finest),
-    )
     first = lo >> coarse
     nodes = np.arange(first, (hi >> coarse) + 2, dtype=np.int64) << coarse
     grid = _anchor_line(nodes, params)
@@ -489,7 +510,8 @@ def _tents(minutes: np.ndarray, first_level: int, stop_level: int, path_key: int
     np.subtract(1.0, tent, out=tent)
     keys = (_LEVEL_SALT[levels] ^ np.uint64(path_key))[:, None]
     tent *= _unit_normal(keys, points >> _LEVEL_SHIFT[levels, None])
-    return _LEVEL_SCALE[levels] @ tent
+    tent *= _LEVEL_SCALE[levels, None]
+    return tent.sum(axis=0)  # row by row, in level order: independent of the number of points
 
 
 def _inject_bad_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -196,8 +196,9 @@ def test_daily_equity_bar_appears_after_the_new_york_close():
 
 
 def test_same_pair_gives_identical_bars_from_separate_providers():
-    pd.testing.assert_frame_equal(fetch(), SyntheticProvider().fetch_bars(
-        "AAPL", "equity", tf("1h"), since=None, until=UNTIL))
+    again = SyntheticProvider().fetch_bars("AAPL", "equity", tf("1h"), since=None, until=UNTIL)
+
+    pd.testing.assert_frame_equal(fetch(), again, check_exact=True)
 
 
 def test_series_differ_between_symbols_timeframes_and_seeds():
@@ -216,7 +217,7 @@ def test_incremental_fetch_returns_bars_from_since_identical_to_the_full_history
     later = fetch("AAPL", "equity", "5m", since=since)
 
     assert later["ts"].iloc[0] == since
-    pd.testing.assert_frame_equal(later, full.iloc[1500:].reset_index(drop=True))
+    pd.testing.assert_frame_equal(later, full.iloc[1500:].reset_index(drop=True), check_exact=True)
 
 
 def test_incremental_fetch_after_time_moves_on_extends_the_history_without_changing_it():
@@ -226,7 +227,8 @@ def test_incremental_fetch_after_time_moves_on_extends_the_history_without_chang
     later = fetch("EURUSD", "fx", "15m", since=since)
 
     overlap = later.iloc[:10].reset_index(drop=True)
-    pd.testing.assert_frame_equal(overlap, earlier.iloc[-10:].reset_index(drop=True))
+    expected = earlier.iloc[-10:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(overlap, expected, check_exact=True)
     assert len(later) > 10
 
 
