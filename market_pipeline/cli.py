@@ -1,4 +1,4 @@
-"""The ``market-pipeline`` command: migrate, backfill, report, demo."""
+"""The ``market-pipeline`` command: migrate, backfill, report, demo, serve."""
 
 from __future__ import annotations
 
@@ -132,6 +132,13 @@ def _reconcile_if_available(settings: Settings) -> None:
         engine.dispose()
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.api.server import serve
+
+    serve(args.host, args.port, allow_public=args.allow_public_without_token, settings=settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="market-pipeline",
@@ -162,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="migrate, backfill the universe, mirror the run and print the health report"
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "serve", help="serve the admin HTTP API (scheduler health, staleness, execution history)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--allow-public-without-token",
+        action="store_true",
+        help="serve a non-loopback address although MARKET_PIPELINE_ADMIN_TOKEN is not set",
+    )
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
