@@ -117,7 +117,6 @@ def schema_engine(request, tmp_path_factory):
         url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'market_pipeline.db'}"
         eng = make_engine(url)
         migrate(eng)
-        eng.dispose()  # drop the pooled connection migrate() left in autocommit (see below)
         yield eng
         eng.dispose()
         return
@@ -356,16 +355,8 @@ def test_one_open_failure_per_pair_is_enforced_by_the_database(schema_engine):
             conn.execute(insert, {"resolved": False, "at": at})
 
 
-def test_a_transaction_after_migrate_on_the_same_engine_rolls_back(bare_engine, request):
-    if bare_engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="migrations._apply_sqlite sets isolation_level=None on a pooled DBAPI "
-                "connection and returns it to the pool: later SQLAlchemy transactions on that "
-                "connection autocommit every statement",
-            )
-        )
+def test_a_transaction_after_migrate_on_the_same_engine_rolls_back(bare_engine):
+    # Regression: the SQLite runner once returned its pooled connection in autocommit mode.
     migrate(bare_engine)
     with rolled_back(bare_engine) as conn:
         insert_execution(conn)
