@@ -92,9 +92,9 @@ def refresh_pairs(
     }
     latest = repository.latest_bar_times(pairs)
     first_new_bar: dict[Pair, pd.Timestamp | None] = {}
+    clean: dict[Pair, pd.DataFrame] = {}
 
     if fetch:
-        clean: dict[Pair, pd.DataFrame] = {}
         for pair, outcome in outcomes.items():
             try:
                 timeframe = Timeframe.parse(pair[1])
@@ -126,7 +126,9 @@ def refresh_pairs(
             outcomes[pair].rows_inserted = count
 
     if features:
-        _refresh_features(outcomes, repository, latest, first_new_bar if fetch else None)
+        # A pair stored for the first time has its whole history in hand: no need to read it back.
+        known = {p: f for p, f in clean.items() if p not in latest and outcomes[p].ok}
+        _refresh_features(outcomes, repository, latest, first_new_bar if fetch else None, known)
 
     for outcome in outcomes.values():
         outcome.completed_at = clock()
@@ -138,9 +140,11 @@ def _refresh_features(
     repository: MarketDataRepository,
     latest: dict[Pair, datetime],
     first_new_bar: dict[Pair, pd.Timestamp | None] | None,
+    known_history: dict[Pair, pd.DataFrame],
 ) -> None:
     live = [pair for pair, outcome in outcomes.items() if outcome.ok]
-    history = repository.load_bars(live)
+    history = dict(known_history)
+    history.update(repository.load_bars([p for p in live if p not in known_history]))
     computed: dict[Pair, pd.DataFrame] = {}
     for pair in live:
         outcome = outcomes[pair]

@@ -76,10 +76,15 @@ class MarketDataRepository:
             sa.bindparam("symbols", expanding=True), sa.bindparam("timeframes", expanding=True)
         )
         with self.engine.connect() as conn:
-            result = conn.execute(query, {"symbols": symbols, "timeframes": timeframes})
-            frame = pd.DataFrame(result.all(), columns=["symbol", "timeframe", "ts", *columns])
-        if frame.empty:
+            # Plain DBAPI tuples: building a frame from SQLAlchemy Row objects costs ~15 us a row.
+            cursor = conn.execute(
+                query, {"symbols": symbols, "timeframes": timeframes}
+            ).cursor
+            rows = cursor.fetchall()
+        if not rows:
             return {}
+        names = ["symbol", "timeframe", "ts", *columns]
+        frame = pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
         if self.is_postgres:
             frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         else:
@@ -215,9 +220,18 @@ class MarketDataRepository:
 
 
 def _sqlite_ts_strings(ts: pd.Series) -> list[str]:
-    """Fixed-width UTC text, identical to ``format_sqlite_ts``, for a whole column at once."""
-    text = pd.DatetimeIndex(ts).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
-    return list(text)
+    """Fixed-width UTC text, identical to ``format_sqlite_ts``, for a whole column at once.
+
+    Built on bytes ('T' -> ' ', then '+00:00' appended) because string ops per element cost
+    seconds per million bars.
+    """
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None).to_numpy("datetime64[us]")
+    iso = np.datetime_as_string(values, unit="us").astype("S26").view(np.uint8).reshape(-1, 26)
+    out = np.empty((len(iso), 32), dtype=np.uint8)
+    out[:, :26] = iso
+    out[:, 10] = ord(" ")
+    out[:, 26:] = np.frombuffer(b"+00:00", dtype=np.uint8)
+    return out.view("S32").ravel().astype("U32").tolist()
 
 
 def _to_datetime(value) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,9 +166,10 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
                 with engine.begin() as conn:
                     conn.exec_driver_sql(migration.sql)
                     _record(conn, migration)
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, sqlite3.Error) as exc:
+            reason = getattr(exc, "orig", None) or exc
             raise MigrationError(
-                f"migration {migration.path.name} failed and was rolled back: {exc.orig}"
+                f"migration {migration.path.name} failed and was rolled back: {reason}"
             ) from None
     # Adopt checksums of files applied by hand (their own INSERT leaves checksum NULL).
     with engine.begin() as conn:

@@ -437,15 +437,7 @@ def test_a_failing_migration_rolls_back_entirely(bare_engine, sql_copy):
     assert version not in {row[0] for row in migration_rows(bare_engine)}
 
 
-def test_a_failing_migration_is_reported_as_a_migration_error(bare_engine, sql_copy, request):
-    if bare_engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="migrations._apply_sqlite lets sqlite3.OperationalError escape: migrate() "
-                "only wraps sqlalchemy DBAPIError",
-            )
-        )
+def test_a_failing_migration_is_reported_as_a_migration_error(bare_engine, sql_copy):
     migrate(bare_engine, sql_dir=sql_copy)
     add_broken_migration(bare_engine, sql_copy)
     with pytest.raises(MigrationError, match="_broken.sql failed and was rolled back"):
