@@ -7,19 +7,26 @@ import dagster as dg
 from market_pipeline.core.universe import load_universe
 from market_pipeline.defs.jobs import build_jobs
 from market_pipeline.defs.market_assets import build_market_data_assets
+from market_pipeline.defs.observability_sensors import SensorIntervals, build_observability_sensors
 from market_pipeline.defs.partitions import build_pair_partitions
+from market_pipeline.defs.report_job import scheduler_health_report_job
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.defs.schedules import build_schedules
 from market_pipeline.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, *, sensor_intervals: SensorIntervals | None = None
+) -> dg.Definitions:
     """Definitions for one universe and database; tests build their own."""
     universe = load_universe(settings.universe_path)
     partitions = build_pair_partitions(universe)
     market_data = build_market_data_assets(partitions)
     return dg.Definitions(
         assets=[market_data],
-        jobs=build_jobs(partitions),
+        jobs=[*build_jobs(partitions), scheduler_health_report_job],
+        schedules=build_schedules(universe),
+        sensors=build_observability_sensors(sensor_intervals),
         resources={
             "database": DatabaseResource(
                 url=settings.db_url, failure_alert_threshold=settings.failure_alert_threshold

@@ -1,0 +1,164 @@
+"""Sensors that mirror every market-data run into the observability tables and keep freshness current.
+
+Four run-status sensors (started, success, failure, canceled) project a run as soon as Dagster
+records the change; they watch every code location and runs started from the command line
+(``monitor_all_code_locations``). Dagster may still skip a run (first tick, an error, the daemon
+down, a backlog), so ``mirror_reconcile_sensor`` walks the instance's run records every minute and
+repairs whatever is missing; both use :mod:`market_pipeline.mirror`, whose writes are idempotent.
+The sensor functions catch every exception and return ``None`` (a return value would make Dagster
+process only one run per tick): a database error is logged and left to the reconciler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.mirror import mirror_run, reconcile_instance
+
+
+@dataclass(frozen=True)
+class SensorIntervals:
+    """Seconds between evaluations; the defaults suit production, tests pass shorter ones."""
+
+    run_status: int = 10
+    reconcile: int = 60
+    freshness: int = 300
+
+
+def _store(database: DatabaseResource, market_data: MarketDataResource):
+    return database.store(monitored_pairs=market_data.universe().pairs)
+
+
+def _asset_classes(market_data: MarketDataResource) -> dict[str, str]:
+    universe = market_data.universe()
+    return {symbol: universe.asset_class_of(symbol) for symbol in universe.symbol_names}
+
+
+def _mirror_from_sensor(
+    context: dg.RunStatusSensorContext,
+    database: DatabaseResource,
+    market_data: MarketDataResource,
+) -> None:
+    run_id = context.dagster_run.run_id
+    try:
+        result = mirror_run(
+            context.instance,
+            _store(database, market_data),
+            run_id,
+            asset_classes=_asset_classes(market_data),
+            logger=context.log,
+        )
+    except Exception as exc:  # noqa: BLE001 - never lose the tick: the reconciler repairs it
+        context.log.warning(
+            f"could not mirror run {run_id} now ({type(exc).__name__}: {exc}); "
+            "mirror_reconcile_sensor will retry it"
+        )
+        return None
+    if result is not None and result.status is not None:
+        context.log.info(
+            f"mirrored run {run_id} as {result.status}: {result.pairs} pairs, "
+            f"{result.failures_logged} failures logged"
+        )
+    return None
+
+
+def build_observability_sensors(intervals: SensorIntervals | None = None) -> list:
+    """The mirror's run-status sensors, the reconcile sensor and the freshness refresh sensor."""
+    every = intervals or SensorIntervals()
+    sensors = []
+    for status, name, doc in (
+        (
+            dg.DagsterRunStatus.STARTED,
+            "mirror_run_started_sensor",
+            "Records a started market-data run as running in scheduler_execution_log.",
+        ),
+        (
+            dg.DagsterRunStatus.SUCCESS,
+            "mirror_run_success_sensor",
+            "Mirrors a succeeded market-data run into the four observability tables.",
+        ),
+        (
+            dg.DagsterRunStatus.FAILURE,
+            "mirror_run_failure_sensor",
+            "Mirrors a failed market-data run, with each failed pair's real error, into the "
+            "observability tables.",
+        ),
+        (
+            dg.DagsterRunStatus.CANCELED,
+            "mirror_run_canceled_sensor",
+            "Mirrors a canceled market-data run into the observability tables as failed.",
+        ),
+    ):
+
+        def _fn(
+            context: dg.RunStatusSensorContext,
+            database: DatabaseResource,
+            market_data: MarketDataResource,
+        ) -> None:
+            return _mirror_from_sensor(context, database, market_data)
+
+        sensors.append(
+            dg.run_status_sensor(
+                run_status=status,
+                name=name,
+                description=doc,
+                minimum_interval_seconds=every.run_status,
+                monitor_all_code_locations=True,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+            )(_fn)
+        )
+
+    @dg.sensor(
+        name="mirror_reconcile_sensor",
+        description="Repairs the run mirror: projects every Dagster run not yet mirrored in its "
+        "final state.",
+        minimum_interval_seconds=every.reconcile,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def mirror_reconcile_sensor(
+        context: dg.SensorEvaluationContext,
+        database: DatabaseResource,
+        market_data: MarketDataResource,
+    ) -> dg.SkipReason:
+        """Repairs the run mirror: projects every Dagster run not yet mirrored in its final state."""
+        try:
+            summary = reconcile_instance(
+                context.instance,
+                _store(database, market_data),
+                asset_classes=_asset_classes(market_data),
+                logger=context.log,
+            )
+        except Exception as exc:  # noqa: BLE001 - report on the tick, retry next interval
+            context.log.warning(f"reconcile failed: {type(exc).__name__}: {exc}")
+            return dg.SkipReason(f"reconcile failed, retrying later: {type(exc).__name__}: {exc}")
+        return dg.SkipReason(f"reconciled: {summary}")
+
+    @dg.sensor(
+        name="freshness_refresh_sensor",
+        description="Recomputes feature_freshness status and staleness so pairs age without runs.",
+        minimum_interval_seconds=every.freshness,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def freshness_refresh_sensor(
+        context: dg.SensorEvaluationContext,
+        database: DatabaseResource,
+        market_data: MarketDataResource,
+    ) -> dg.SkipReason:
+        """Recomputes feature_freshness status and staleness so pairs age without any run."""
+        try:
+            store = _store(database, market_data)
+            updated = store.refresh_feature_freshness()
+            summary = store.get_feature_staleness_report(limit=1)["summary"]
+        except Exception as exc:  # noqa: BLE001
+            context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")
+            return dg.SkipReason(f"refresh failed, retrying later: {type(exc).__name__}: {exc}")
+        return dg.SkipReason(
+            f"refreshed {updated} freshness rows: {summary['fresh_count']} fresh, "
+            f"{summary['aging_count']} aging, {summary['stale_count']} stale, "
+            f"{summary['missing_count']} missing of {summary['total_monitored']}"
+        )
+
+    return [*sensors, mirror_reconcile_sensor, freshness_refresh_sensor]

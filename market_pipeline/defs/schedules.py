@@ -1,0 +1,91 @@
+"""Schedules: the daily backfill of the universe, an intraday one for short timeframes, the report.
+
+Backfills launch bulk runs: one run per contiguous partition-key range (usually one run for the
+whole selection), never one run per partition. Their runs carry ``market_pipeline/trigger:
+schedule`` (and Dagster's ``dagster/schedule_name``), which the mirror records as ``run_trigger``
+so scheduled runs are told apart from manual ones.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from market_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, partition_ranges
+from market_pipeline.core.timeframes import Timeframe
+from market_pipeline.core.universe import Universe
+from market_pipeline.defs.jobs import MARKET_DATA_JOB
+from market_pipeline.defs.report_job import REPORT_JOB
+
+DAILY_CRON = "0 2 * * *"
+INTRADAY_CRON = "*/15 * * * *"
+REPORT_CRON = "0 * * * *"
+INTRADAY_MAX_SECONDS = 3600
+"""Timeframes shorter than this (1m, 5m, 15m, 30m) are refreshed by the intraday schedule."""
+
+
+def intraday_timeframes(universe: Universe) -> list[str]:
+    return [tf for tf in universe.timeframes if Timeframe.parse(tf).seconds < INTRADAY_MAX_SECONDS]
+
+
+def backfill_run_requests(
+    universe: Universe,
+    scheduled_for: str,
+    *,
+    timeframes: list[str] | None = None,
+    schedule: str,
+) -> list[dg.RunRequest]:
+    """One run request per partition-key range covering the chosen timeframes of every symbol."""
+    return [
+        dg.RunRequest(
+            run_key=f"{schedule}:{scheduled_for}:{start}...{end}",
+            job_name=MARKET_DATA_JOB,
+            tags={RANGE_START_TAG: start, RANGE_END_TAG: end, TRIGGER_TAG: "schedule"},
+        )
+        for start, end in partition_ranges(universe, None, timeframes)
+    ]
+
+
+def build_schedules(universe: Universe) -> list[dg.ScheduleDefinition]:
+    """The three schedules over ``universe`` (all in UTC, running by default)."""
+
+    @dg.schedule(
+        name="daily_backfill_schedule",
+        description="Refreshes bars and features of every pair of the universe at 02:00 UTC, "
+        "in bulk runs.",
+        cron_schedule=DAILY_CRON,
+        job_name=MARKET_DATA_JOB,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def daily_backfill_schedule(context: dg.ScheduleEvaluationContext):
+        """Refreshes bars and features of every pair of the universe at 02:00 UTC in bulk runs."""
+        when = context.scheduled_execution_time.isoformat()
+        return backfill_run_requests(universe, when, schedule="daily")
+
+    short = intraday_timeframes(universe)
+
+    @dg.schedule(
+        name="intraday_backfill_schedule",
+        description="Refreshes the timeframes shorter than 1h of every symbol every 15 minutes, "
+        "in bulk runs.",
+        cron_schedule=INTRADAY_CRON,
+        job_name=MARKET_DATA_JOB,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def intraday_backfill_schedule(context: dg.ScheduleEvaluationContext):
+        """Refreshes the timeframes shorter than 1h of every symbol every 15 minutes, in bulk."""
+        if not short:
+            return dg.SkipReason("the universe has no timeframe shorter than 1h")
+        when = context.scheduled_execution_time.isoformat()
+        return backfill_run_requests(universe, when, timeframes=short, schedule="intraday")
+
+    scheduler_health_report_schedule = dg.ScheduleDefinition(
+        name="scheduler_health_report_schedule",
+        cron_schedule=REPORT_CRON,
+        job_name=REPORT_JOB,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Runs the scheduler health report every hour.",
+    )
+    return [daily_backfill_schedule, intraday_backfill_schedule, scheduler_health_report_schedule]

@@ -1,0 +1,167 @@
+"""The observability sensors, evaluated as the daemon would (cursor logic included), both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from market_pipeline.backfill import run_backfill
+from market_pipeline.definitions import build_definitions
+from market_pipeline.mirror import reconcile_instance
+from market_pipeline.storage.observability import ObservabilityStore
+
+
+@pytest.fixture(autouse=True)
+def _live_instance():
+    """Building a repository reads the defs-state storage of Dagster's current instance, and a
+    test instance closed earlier in the session can be left current: give each test a live one."""
+    with dg.instance_for_test():
+        yield
+
+
+@pytest.fixture
+def defs(settings):
+    return build_definitions(settings)
+
+
+def _count(engine, table: str, where: str = "") -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(f"SELECT COUNT(*) FROM {table} {where}")  # noqa: S608 - test
+        ).scalar_one()
+
+
+def _status(engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT status FROM scheduler_execution_log")).scalars())
+
+
+def _run_status_context(defs, instance, run_id: str, sensor_name: str):
+    run = instance.get_run_by_id(run_id)
+    event = next(
+        r.event_log_entry.dagster_event
+        for r in instance.get_records_for_run(
+            run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_SUCCESS}
+        ).records
+    )
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=event,
+        resources=defs.resources,
+    )
+
+
+def test_the_failure_sensor_mirrors_a_run_with_a_failed_symbol(defs, settings, engine):
+    sensor = defs.get_sensor_def("mirror_run_failure_sensor")
+    with dg.instance_for_test() as instance:
+        run_id = run_backfill(settings, instance=instance).run_ids[0]
+        with _run_status_context(defs, instance, run_id, sensor.name) as context:
+            assert sensor(context) is None  # a return value would cut Dagster's batch to one run
+    assert _status(engine) == ["completed"]
+    assert _count(engine, "symbol_computation_status") == 6
+    assert _count(engine, "feature_computation_failures") == 2
+
+
+def test_a_database_error_is_logged_not_raised_and_the_reconciler_repairs_it(
+    defs, settings, engine
+):
+    sensor = defs.get_sensor_def("mirror_run_failure_sensor")
+    with dg.instance_for_test() as instance:
+        run_id = run_backfill(settings, instance=instance).run_ids[0]
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE symbol_computation_status RENAME TO scs_away"))
+        with _run_status_context(defs, instance, run_id, sensor.name) as context:
+            assert sensor(context) is None
+        # What could be written is: the run is known, but not finished in our tables.
+        assert _status(engine) == ["running"]
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE scs_away RENAME TO symbol_computation_status"))
+        store = ObservabilityStore(engine)
+        summary = reconcile_instance(instance, store)
+    assert summary.mirrored == 1
+    assert _status(engine) == ["completed"]
+    assert _count(engine, "symbol_computation_status") == 6
+    assert _count(engine, "feature_computation_failures", "WHERE retry_count = 0") == 2
+
+
+def test_run_status_sensors_pick_up_runs_after_their_first_tick_and_advance_the_cursor(
+    defs, settings, engine
+):
+    sensor = defs.get_sensor_def("mirror_run_failure_sensor")
+    with dg.instance_for_test() as instance:
+        before = run_backfill(settings, symbols=["BADCO"], instance=instance).run_ids[0]
+
+        def tick(cursor):
+            with dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources=defs.resources
+            ) as context:
+                return sensor.evaluate_tick(context)
+
+        first = tick(None)
+        assert first.cursor and "Initiating" in (first.skip_message or "")
+        assert _count(engine, "scheduler_execution_log") == 0  # history is the reconciler's
+
+        after = run_backfill(settings, instance=instance).run_ids[0]
+        second = tick(first.cursor)
+        assert second.cursor != first.cursor
+        third = tick(second.cursor)
+        assert third.cursor == second.cursor  # nothing new: the run is not seen twice
+    with engine.connect() as conn:
+        ids = set(
+            conn.execute(sa.text("SELECT execution_id FROM scheduler_execution_log")).scalars()
+        )
+    assert {str(i) for i in ids} == {after}
+    assert before not in ids
+
+
+def test_the_reconcile_sensor_mirrors_history_the_run_status_sensors_skip(defs, settings, engine):
+    sensor = defs.get_sensor_def("mirror_reconcile_sensor")
+    with dg.instance_for_test() as instance:
+        run_backfill(settings, symbols=["AAPL"], instance=instance)
+        run_backfill(settings, symbols=["BADCO"], instance=instance)
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            result = sensor.evaluate_tick(context)
+    assert "2 mirrored" in result.skip_message
+    assert sorted(_status(engine)) == ["completed", "failed"]
+
+
+def test_the_freshness_sensor_ages_pairs_without_any_run(defs, settings, engine):
+    store = ObservabilityStore(engine)
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    store.update_feature_freshness(
+        symbol="AAPL",
+        timeframe="1h",
+        last_computed_at=two_hours_ago,
+        data_point_count=10,
+        now=two_hours_ago,
+    )
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM feature_freshness")).scalar() == "fresh"
+    sensor = defs.get_sensor_def("freshness_refresh_sensor")
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            result = sensor.evaluate_tick(context)
+    assert "1 aging" in result.skip_message and "5 missing of 6" in result.skip_message
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT status, staleness_seconds FROM feature_freshness")).one()
+    assert row.status == "aging"
+    assert row.staleness_seconds >= 7200
+
+
+def test_every_observability_sensor_runs_by_default(defs):
+    for name in (
+        "mirror_run_started_sensor",
+        "mirror_run_success_sensor",
+        "mirror_run_failure_sensor",
+        "mirror_run_canceled_sensor",
+        "mirror_reconcile_sensor",
+        "freshness_refresh_sensor",
+    ):
+        sensor = defs.get_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.description
