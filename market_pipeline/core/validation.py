@@ -112,7 +112,7 @@ def validate_bars(raw: pd.DataFrame, *, timeframe: Timeframe | None = None) -> B
             f"(found: {', '.join(map(str, raw.columns)) or 'none'})"
         )
     rows_in = len(raw)
-    ts = _parse_timestamps(raw["ts"], what)
+    ts = parse_timestamps(raw["ts"], what=what)
     prices = np.column_stack([_as_float(raw[column]) for column in PRICE_COLUMNS]) if rows_in else (
         np.empty((0, 4))
     )
@@ -170,8 +170,9 @@ def validate_bars(raw: pd.DataFrame, *, timeframe: Timeframe | None = None) -> B
     )
 
 
-def _parse_timestamps(values: pd.Series, what: str) -> pd.Series:
-    """``values`` as UTC timestamps (ns); NaT where unparsable or out of range."""
+def parse_timestamps(values: pd.Series, *, what: str = "bars") -> pd.Series:
+    """``values`` as ``datetime64[ns, UTC]`` with a fresh index; NaT where unparsable or out of
+    range (rule 1 of the module docstring). Raises :class:`BarValidationError` for numbers."""
     values = values.reset_index(drop=True)
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from market_pipeline.core.timeframes import Timeframe
+from market_pipeline.core.validation import parse_timestamps
 from market_pipeline.providers.base import (
     RAW_COLUMNS,
     MarketDataProvider,
@@ -105,8 +106,8 @@ class CsvFileProvider(MarketDataProvider):
         frame = _read_bars_file(file, f"csv provider: {symbol} {timeframe}")
         if frame.empty:
             return frame
-        parsed = pd.to_datetime(frame["ts"], utc=True, errors="coerce", format="ISO8601")
-        instants = parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+        parsed = parse_timestamps(frame["ts"])  # the same rules as the validation
+        instants = parsed.dt.tz_localize(None).to_numpy("datetime64[ns]")
         unparsable = np.isnat(instants)
         keep = instants <= _naive_utc(until_ts)
         if since_ts is not None:

@@ -195,6 +195,14 @@ def test_unparsable_rows_are_returned_on_incremental_fetches_too(tmp_path):
     assert validate_bars(raw).rejected["unparsable_timestamp"] == 1
 
 
+def test_out_of_range_timestamp_is_left_for_validation_to_reject(tmp_path):
+    write(tmp_path, HEADER + bar_lines(5) + "9999-01-01T00:00:00Z,1,2,0.5,1.5,10\n")
+
+    raw = fetch(tmp_path, since=at(4))
+
+    assert validate_bars(raw).rejected["unparsable_timestamp"] == 1
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
