@@ -132,6 +132,36 @@ def _reconcile_if_available(settings: Settings) -> None:
         engine.dispose()
 
 
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from market_pipeline.core.universe import load_universe
+    from market_pipeline.mirror import reconcile_instance
+
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    prepare_dagster_home(settings)
+    universe = load_universe(settings.universe_path)
+    classes = {s: universe.asset_class_of(s) for s in universe.symbol_names}
+    engine = _engine(settings)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            summary = reconcile_instance(
+                instance, _store(settings, engine), since=since, full=args.full,
+                asset_classes=classes,
+            )
+    finally:
+        engine.dispose()
+    print(f"mirrored runs into the observability tables: {summary}")
+    for message in summary.error_messages[:10]:
+        print(f"  {message}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from market_pipeline.api.server import serve
 
@@ -169,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="migrate, backfill the universe, mirror the run and print the health report"
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="mirror Dagster runs not yet in the observability tables (since the stored watermark)",
+    )
+    p.add_argument("--since", help="look at runs updated after this ISO time (UTC if no zone)")
+    p.add_argument("--full", action="store_true", help="re-project runs already mirrored too")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser(
         "serve", help="serve the admin HTTP API (scheduler health, staleness, execution history)"
