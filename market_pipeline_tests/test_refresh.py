@@ -1,0 +1,106 @@
+"""refresh_pairs: incremental runs store what a full-history run would, bad files fail alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from market_pipeline.core.features import FEATURE_COLUMNS, compute_features
+from market_pipeline.core.universe import parse_universe
+from market_pipeline.providers import build_provider
+from market_pipeline.refresh import refresh_pairs
+from market_pipeline.storage.market_data import MarketDataRepository
+
+T1 = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)  # a Monday evening after the US close
+
+
+def _universe(provider: dict, symbols=(("AAPL", "equity"), ("BTC-USD", "crypto"))):
+    return parse_universe(
+        {
+            "provider": provider,
+            "symbols": [{"symbol": s, "asset_class": a} for s, a in symbols],
+            "timeframes": ["1h", "1d"],
+        },
+        source="test",
+    )
+
+
+def test_incremental_runs_store_the_values_of_a_full_history_computation(engine):
+    universe = _universe({"kind": "synthetic"})
+    provider = build_provider(universe.provider)
+    repo = MarketDataRepository(engine)
+    first = refresh_pairs(universe.pairs, universe=universe, provider=provider, repository=repo,
+                          now=T1)
+    assert all(o.ok for o in first)
+    second = refresh_pairs(universe.pairs, universe=universe, provider=provider, repository=repo,
+                           now=T1 + timedelta(days=3, hours=5))
+    assert all(o.ok for o in second)
+    # The second run added bars, and wrote only the tail of the features.
+    btc = {o.pair: o for o in second}[("BTC-USD", "1h")]
+    assert 0 < btc.features_computed < btc.bar_count
+
+    bars = repo.load_bars(universe.pairs)
+    stored = repo.load_features(universe.pairs)
+    for symbol, timeframe in universe.pairs:
+        expected = compute_features(
+            bars[(symbol, timeframe)],
+            asset_class=universe.asset_class_of(symbol),
+            timeframe=timeframe,
+        )
+        got = stored[(symbol, timeframe)]
+        assert len(got) == len(expected) == len(bars[(symbol, timeframe)])
+        np.testing.assert_allclose(
+            got[list(FEATURE_COLUMNS)].to_numpy(),
+            expected[list(FEATURE_COLUMNS)].to_numpy(),
+            rtol=1e-12, atol=1e-12, equal_nan=True,
+            err_msg=f"{symbol} {timeframe}",
+        )
+
+
+def _write_csv(path, n=40, start="2026-02-02 14:30"):
+    ts = pd.date_range(start, periods=n, freq="1h", tz="UTC")
+    close = 100 + np.sin(np.arange(n))
+    pd.DataFrame(
+        {"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": close, "high": close + 1,
+         "low": close - 1, "close": close, "volume": 1000.0}
+    ).to_csv(path, index=False)
+
+
+def test_a_csv_file_missing_a_column_fails_only_its_pair_naming_file_and_column(engine, tmp_path):
+    _write_csv(tmp_path / "AAPL_1h.csv")
+    _write_csv(tmp_path / "MSFT_1h.csv")
+    frame = pd.read_csv(tmp_path / "MSFT_1h.csv").drop(columns=["volume"])
+    frame.to_csv(tmp_path / "MSFT_1h.csv", index=False)
+    universe = parse_universe(
+        {"provider": {"kind": "csv", "path": str(tmp_path)},
+         "symbols": [{"symbol": "AAPL", "asset_class": "equity"},
+                     {"symbol": "MSFT", "asset_class": "equity"}],
+         "timeframes": ["1h"]},
+        source="test",
+    )
+    repo = MarketDataRepository(engine)
+    outcomes = {o.symbol: o for o in refresh_pairs(
+        universe.pairs, universe=universe, provider=build_provider(universe.provider),
+        repository=repo, now=T1)}
+    assert outcomes["AAPL"].ok and outcomes["AAPL"].rows_inserted == 40
+    assert not outcomes["MSFT"].ok
+    assert "MSFT_1h.csv" in outcomes["MSFT"].error and "volume" in outcomes["MSFT"].error
+    assert set(repo.load_bars(universe.pairs)) == {("AAPL", "1h")}
+
+
+def test_bad_rows_are_rejected_counted_and_never_stored(engine):
+    universe = _universe({"kind": "synthetic", "bad_row_symbols": ["AAPL"]})
+    repo = MarketDataRepository(engine)
+    outcomes = {o.pair: o for o in refresh_pairs(
+        universe.pairs, universe=universe, provider=build_provider(universe.provider),
+        repository=repo, now=T1)}
+    bad = outcomes[("AAPL", "1h")]
+    assert bad.ok and bad.rows_rejected > 0
+    assert bad.rows_inserted == bad.rows_fetched - bad.rows_rejected
+    stored = repo.load_bars([("AAPL", "1h")])[("AAPL", "1h")]
+    assert len(stored) == bad.rows_inserted
+    assert (stored["high"] >= stored[["open", "close"]].max(axis=1)).all()
+    assert (stored[["open", "high", "low", "close"]] > 0).all().all()
+    assert outcomes[("BTC-USD", "1h")].rows_rejected == 0
