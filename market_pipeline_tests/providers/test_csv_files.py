@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -288,14 +287,11 @@ def test_negative_overlap_is_refused(tmp_path):
         build_provider({"kind": "csv", "path": str(tmp_path), "overlap_bars": -1})
 
 
-def test_large_file_is_read_quickly(tmp_path):
+def test_incremental_fetch_of_a_large_file_returns_the_tail_and_its_overlap(tmp_path):
     ts = pd.date_range("2015-01-01", periods=100_000, freq="1min", tz="UTC")
     rows = "".join(f"{t}Z,1.0,2.0,0.5,1.5,3\n" for t in ts.strftime("%Y-%m-%dT%H:%M:%S"))
     write(tmp_path, HEADER + rows)
 
-    started = time.perf_counter()
     raw = fetch(tmp_path, since=ts[-100].to_pydatetime(), until=ts[-1].to_pydatetime())
-    elapsed = time.perf_counter() - started
 
     assert len(raw) == 103
-    assert elapsed < 3.0  # ~0.2 s with the C parser and vectorised filtering
