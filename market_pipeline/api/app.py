@@ -33,6 +33,11 @@ naming them; a query string longer than :data:`MAX_QUERY_BYTES` is a 414; percen
 are not UTF-8 are a 400; unknown paths are a 404 and other methods a 405, both as JSON. A database
 that cannot be reached is a 503 naming it (password masked), not a 500.
 
+The store-backed answers are rendered once per :data:`DEFAULT_CACHE_SECONDS` (1 s) and key and
+reused meanwhile (:class:`ResponseCache`), so concurrent dashboards cost one set of queries per
+second; each body's ``timestamp`` says when it was computed. Probes of the database
+(``/readyz``) are never cached.
+
 Timestamps are ISO 8601 UTC with ``Z`` (``YYYY-MM-DDTHH:MM:SSZ``, as in the spec);
 ``staleness_seconds`` is whole seconds (floored, as in the spec's example), ``duration_seconds`` is
 kept to the stored precision.
@@ -40,6 +45,7 @@ kept to the stored precision.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -47,7 +53,9 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -101,6 +109,13 @@ MAX_QUERY_BYTES = 2048
 MAX_QUERY_FIELDS = 16
 """Most ``name=value`` pairs parsed from one query string."""
 
+DEFAULT_CACHE_SECONDS = 1.0
+"""How long the store-backed endpoints reuse a rendered answer (see :class:`ResponseCache`)."""
+
+SCHEMA_RECHECK_SECONDS = 30.0
+"""``/readyz`` connects every time but re-reads the migration state only this often once it was
+current (a failed query re-checks at once)."""
+
 MAX_BODY_BYTES = 1024
 """Largest request body declared (``Content-Length``) before a 413; no endpoint reads one."""
 
@@ -127,13 +142,18 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def render_json(body: Any) -> bytes:
+    """``body`` as compact UTF-8 JSON in the spec's formats (``Z`` timestamps)."""
+    return json.dumps(
+        to_json_ready(body), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
 def json_response(
     body: Any, status_code: int = 200, *, headers: dict[str, str] | None = None
 ) -> Response:
     """A JSON response in the spec's formats (``Z`` timestamps), never cached by proxies."""
-    content = json.dumps(
-        to_json_ready(body), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    )
+    content = body if isinstance(body, bytes) else render_json(body)
     return Response(
         content,
         status_code=status_code,
@@ -285,19 +305,31 @@ def require_token(request: Request) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Database:
-    """What the handlers need to reach and describe the database."""
+    """What the handlers need to reach, check and describe the database."""
 
     engine: Engine
     description: str
     password: str | None
+    schema_checked_at: float | None = None
 
     def mask(self, text: str) -> str:
         """``text`` with the database password, should a driver message repeat it, masked."""
         if self.password:
             text = text.replace(self.password, "***")
         return text
+
+    def check(self, *, schema_recheck_seconds: float = SCHEMA_RECHECK_SECONDS) -> None:
+        """Connect (every time), then check migrations unless that passed within
+        ``schema_recheck_seconds``. Raises what the storage layer raises."""
+        check_connection(self.engine)
+        now = time.monotonic()
+        last = self.schema_checked_at
+        if last is None or now - last >= schema_recheck_seconds:
+            self.schema_checked_at = None
+            ensure_current(self.engine)
+            self.schema_checked_at = now
 
 
 def _db_failure(db: _Database, exc: Exception) -> ApiError:
@@ -322,7 +354,7 @@ def _db_failure(db: _Database, exc: Exception) -> ApiError:
 def _diagnose(db: _Database, exc: Exception) -> ApiError:
     """Why a query failed: the database is down, not migrated, or (else) the query itself."""
     try:
-        _check_database(db.engine)
+        db.check(schema_recheck_seconds=0)
     except (sa.exc.SQLAlchemyError, DatabaseUnavailableError, MigrationError) as found:
         return _db_failure(db, found)
     return _db_failure(db, exc)
@@ -360,48 +392,123 @@ def _whole_seconds(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered answer: status code and JSON bytes."""
+
+    status_code: int
+    body: bytes
+
+
+class ResponseCache:
+    """Rendered answers of the store-backed endpoints, reused for ``ttl`` seconds.
+
+    Under concurrent load every request would otherwise run the same queries and rebuild the
+    same report (a few milliseconds of CPU each on the demo universe, which the GIL serialises);
+    with the cache one request per key and ``ttl`` does the work and the others wait for it
+    (single flight) or reuse it. An answer is at most ``ttl`` seconds old and its ``timestamp``
+    says when it was computed. Errors are not kept. At most ``max_entries`` keys are kept (the
+    oldest go first), so a client cycling through every ``limit`` cannot grow memory. Auth and
+    input checks run before the cache on every request. ``ttl <= 0`` turns caching off.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 64) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Any, ...], tuple[float, Rendered]] = OrderedDict()
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    def _fresh(self, key: tuple[Any, ...]) -> Rendered | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    async def get(
+        self, key: tuple[Any, ...], produce: Callable[[], Awaitable[Rendered]]
+    ) -> Rendered:
+        """The kept answer for ``key``, or ``await produce()`` (kept unless it raises)."""
+        if self.ttl <= 0:
+            return await produce()
+        hit = self._fresh(key)
+        if hit is not None:
+            return hit
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._fresh(key)
+            if hit is not None:
+                return hit
+            rendered = await produce()
+            self._entries[key] = (time.monotonic() + self.ttl, rendered)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                old, _ = self._entries.popitem(last=False)
+                self._locks.pop(old, None)
+            return rendered
+
+
+async def _cached(
+    request: Request, key: tuple[Any, ...], produce: Callable[[], Awaitable[Rendered]]
+) -> Response:
+    cache: ResponseCache = request.app.state.cache
+    rendered = await cache.get(key, produce)
+    return json_response(rendered.body, rendered.status_code)
+
+
 async def scheduler_health(request: Request) -> Response:
     """GET /api/v1/admin/scheduler-health: the spec's health body; 200 even when degraded."""
     require_token(request)
     parse_query(request, ())
-    return json_response(await _query_store(request, lambda s: s.get_scheduler_health()))
+
+    async def produce() -> Rendered:
+        health = await _query_store(request, lambda s: s.get_scheduler_health())
+        return Rendered(200, render_json(health))
+
+    return await _cached(request, ("scheduler-health",), produce)
 
 
 async def feature_staleness(request: Request) -> Response:
     """GET /api/v1/admin/features/staleness?limit=50: summary and the four status lists."""
     require_token(request)
     limit = parse_limit(parse_query(request, ("limit",)), STALENESS_DEFAULT_LIMIT)
-    report = await _query_store(request, lambda s: s.get_feature_staleness_report(limit=limit))
-    report["by_status"] = {
-        status: _whole_seconds(report["by_status"][status]) for status in FRESHNESS_STATUSES
-    }
-    return json_response(report)
+
+    async def produce() -> Rendered:
+        report = await _query_store(request, lambda s: s.get_feature_staleness_report(limit=limit))
+        report["by_status"] = {
+            status: _whole_seconds(report["by_status"][status]) for status in FRESHNESS_STATUSES
+        }
+        return Rendered(200, render_json(report))
+
+    return await _cached(request, ("staleness", limit), produce)
 
 
 async def execution_history(request: Request) -> Response:
     """GET /api/v1/admin/scheduler/execution-history?limit=20: executions, newest first."""
     require_token(request)
     limit = parse_limit(parse_query(request, ("limit",)), HISTORY_DEFAULT_LIMIT)
-    history = await _query_store(request, lambda s: s.get_execution_history(limit=limit))
-    return json_response(history)
+
+    async def produce() -> Rendered:
+        history = await _query_store(request, lambda s: s.get_execution_history(limit=limit))
+        return Rendered(200, render_json(history))
+
+    return await _cached(request, ("execution-history", limit), produce)
 
 
 async def health_probe(request: Request) -> Response:
     """GET /healthz: the scheduler health as a status code, 200 healthy and 503 degraded."""
     require_token(request)
     parse_query(request, ())
-    health = await _query_store(request, lambda s: s.get_scheduler_health())
-    body = {
-        "status": health["status"],
-        "timestamp": health["timestamp"],
-        "reasons": health["reasons"],
-    }
-    return json_response(body, 200 if health["status"] == "healthy" else 503)
 
+    async def produce() -> Rendered:
+        health = await _query_store(request, lambda s: s.get_scheduler_health())
+        body = {
+            "status": health["status"],
+            "timestamp": health["timestamp"],
+            "reasons": health["reasons"],
+        }
+        return Rendered(200 if health["status"] == "healthy" else 503, render_json(body))
 
-def _check_database(engine: Engine) -> None:
-    check_connection(engine)
-    ensure_current(engine)
+    return await _cached(request, ("healthz",), produce)
 
 
 async def readiness(request: Request) -> Response:
@@ -409,7 +516,7 @@ async def readiness(request: Request) -> Response:
     parse_query(request, ())
     db: _Database = request.app.state.database
     try:
-        await run_in_threadpool(_check_database, db.engine)
+        await run_in_threadpool(db.check)
     except (sa.exc.SQLAlchemyError, DatabaseUnavailableError, MigrationError) as exc:
         failure = _db_failure(db, exc)
         detail = failure.detail
@@ -821,7 +928,10 @@ def openapi_spec(*, token_required: bool) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings | None = None, *, store: ObservabilityStore | None = None
+    settings: Settings | None = None,
+    *,
+    store: ObservabilityStore | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> Starlette:
     """The admin API application.
 
@@ -833,6 +943,8 @@ def create_app(
             is created at startup and disposed at shutdown. Startup does not require the
             database: a database that is down makes ``/readyz`` and the admin endpoints answer
             503 until it is back, while ``/livez`` keeps answering 200.
+        cache_seconds: how long a rendered answer of the store-backed endpoints is reused
+            (see :class:`ResponseCache`); 0 turns the cache off.
     """
     resolved = Settings.from_env() if settings is None else settings
     pairs: list[tuple[str, str]] | None = None
@@ -866,7 +978,7 @@ def create_app(
             engine=engine, description=describe_url(engine.url), password=password
         )
         try:
-            await run_in_threadpool(_check_database, engine)
+            await run_in_threadpool(app.state.database.check)
         except (sa.exc.SQLAlchemyError, DatabaseUnavailableError, MigrationError) as exc:
             logger.warning(
                 "starting without a usable database (%s); /readyz answers 503 until it is",
@@ -891,5 +1003,6 @@ def create_app(
     # /x/ is not /x: an odd path is a plain 404 rather than a redirect.
     app.router.redirect_slashes = False
     app.state.admin_token = resolved.admin_token
+    app.state.cache = ResponseCache(cache_seconds)
     app.state.openapi = openapi_spec(token_required=resolved.admin_token is not None)
     return app

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import time
 import uuid
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -299,3 +301,52 @@ def test_head_is_answered_without_a_body(api):
 
     assert response.status_code == 200
     assert response.content == b""
+
+
+class CountingStore(ObservabilityStore):
+    """A real store that counts the history queries it runs."""
+
+    history_calls = 0
+
+    def get_execution_history(self, *, limit: int = 20):
+        type(self).history_calls += 1
+        return super().get_execution_history(limit=limit)
+
+
+def test_answers_are_reused_for_the_cache_period_then_recomputed(store, db_url, tmp_path):
+    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=0.5)
+    with running_server(app) as url:
+        first = http.get(f"{url}/api/v1/admin/scheduler/execution-history").json()
+        store.create_scheduler_execution_log(started_at=datetime.now(UTC), total_symbols=1)
+        reused = http.get(f"{url}/api/v1/admin/scheduler/execution-history").json()
+        time.sleep(0.6)
+        recomputed = http.get(f"{url}/api/v1/admin/scheduler/execution-history").json()
+
+    assert reused == first and first["executions"] == []
+    assert len(recomputed["executions"]) == 1
+
+
+def test_concurrent_requests_share_one_query(engine, db_url, tmp_path):
+    store = CountingStore(engine, monitored_pairs=[])
+    CountingStore.history_calls = 0
+    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=30)
+    with running_server(app) as url:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: http.get(f"{url}/api/v1/admin/scheduler/execution-history"),
+                    range(32),
+                )
+            )
+
+    assert {response.status_code for response in statuses} == {200}
+    assert CountingStore.history_calls == 1
+
+
+def test_the_cache_keeps_a_bounded_number_of_answers(store, db_url, tmp_path):
+    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=30)
+    with running_server(app) as url:
+        for limit in range(1, 101):
+            assert http.get(f"{url}/api/v1/admin/features/staleness?limit={limit}").is_success
+
+    assert len(app.state.cache._entries) == app.state.cache.max_entries
