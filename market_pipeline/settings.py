@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from market_pipeline.core.universe import default_universe_path
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -34,10 +36,6 @@ def _checkout_dir() -> Path:
 
 def default_home() -> Path:
     return _checkout_dir() / ".market_pipeline"
-
-
-def default_universe_path() -> Path:
-    return _PACKAGE_DIR / "universes" / "demo.yaml"
 
 
 def normalize_db_url(url: str) -> str:
@@ -65,7 +63,9 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("MARKET_PIPELINE_HOME") or default_home()).expanduser().resolve()
         db_url = env.get("MARKET_PIPELINE_DB_URL") or f"sqlite:///{home / 'market_pipeline.db'}"
-        universe = env.get("MARKET_PIPELINE_UNIVERSE") or str(default_universe_path())
+        universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(
+            default_universe_path()
+        )
         threshold_text = env.get("MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD") or "3"
         try:
             threshold = int(threshold_text)

@@ -30,7 +30,6 @@ import yaml
 
 from market_pipeline.core.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
 
-UNIVERSE_ENV_VAR = "MARKET_PIPELINE_UNIVERSE"
 
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 """Symbols are 1-32 characters out of letters, digits, ``.``, ``_`` and ``-``.
@@ -107,15 +106,6 @@ class Universe:
 def default_universe_path() -> Path:
     """The bundled demo universe: 50 symbols x 5 timeframes, synthetic provider."""
     return Path(__file__).resolve().parent.parent / "universes" / "demo.yaml"
-
-
-def universe_path_from_env(environ: Mapping[str, str] | None = None) -> Path:
-    """The file named by ``MARKET_PIPELINE_UNIVERSE``, or the bundled demo universe."""
-    import os
-
-    env = os.environ if environ is None else environ
-    value = (env.get(UNIVERSE_ENV_VAR) or "").strip()
-    return Path(value).expanduser() if value else default_universe_path()
 
 
 def load_universe(path: str | Path) -> Universe:

@@ -13,7 +13,6 @@ from market_pipeline.core.universe import (
     UniverseError,
     default_universe_path,
     load_universe,
-    universe_path_from_env,
 )
 
 MINIMAL = {
@@ -107,11 +106,13 @@ def test_bundled_demo_universe_is_50_symbols_by_5_timeframes_on_synthetic_data()
     assert {spec.asset_class for spec in universe.symbols} == {"equity", "crypto", "fx"}
 
 
-def test_env_variable_names_the_universe_file_and_defaults_to_the_demo(tmp_path):
+def test_settings_name_the_universe_file_and_default_to_the_demo(tmp_path):
+    from market_pipeline.settings import Settings
+
     path = write(tmp_path, MINIMAL)
 
-    assert universe_path_from_env({"MARKET_PIPELINE_UNIVERSE": str(path)}) == path
-    assert universe_path_from_env({}) == default_universe_path()
+    assert Settings.from_env({"MARKET_PIPELINE_UNIVERSE": str(path)}).universe_path == path
+    assert Settings.from_env({}).universe_path == default_universe_path()
 
 
 def test_relative_csv_path_resolves_against_the_yaml_folder(tmp_path, monkeypatch):
