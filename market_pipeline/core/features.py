@@ -1,64 +1,72 @@
 """Quant features of OHLCV bars, computed for many series at once.
 
-Pure Python (numpy, scipy, pandas): no Dagster, no database. The values are the textbook ones so that
-any of them can be checked against TA-Lib or a hand computation (see
-``market_pipeline_tests/core/test_features.py``, which does exactly that on real daily data).
+Pure Python (numpy, scipy, pandas): no Dagster, no database. The values are the textbook ones, so
+any of them can be checked against TA-Lib or by hand; the tests in
+``market_pipeline_tests/core/test_features.py`` do exactly that on real daily data.
 
-Conventions (bar ``t`` of one series has O, H, L, C, V; ``t`` is its 0-based position in the series;
-``n`` is the window; "NaN" is stored as NULL and means "undefined here"):
+Entry points: :func:`compute_features` (one series), :func:`compute_features_many` (a dict of
+series) and :func:`compute_features_stacked` (series back to back in one long frame: the fastest,
+no per-series pandas objects). All three give bit-identical values for the same series.
 
-- ``simple_return`` = C_t / C_{t-1} - 1 and ``log_return`` = ln(C_t / C_{t-1}); NaN on the first bar
-  and wherever C_t <= 0 or C_{t-1} <= 0 (no -inf, no forward fill across gaps).
+Conventions (bar ``t`` of a series has O, H, L, C, V; ``t`` is its 0-based position in the series;
+``n`` is the window; NaN is stored as NULL and means "undefined here"):
+
+- ``simple_return`` = C_t / C_{t-1} - 1, ``log_return`` = ln(C_t / C_{t-1}); NaN on the first bar
+  and wherever C_t <= 0 or C_{t-1} <= 0 (never -inf, never forward-filled across gaps).
 - ``volatility_20``: sample standard deviation (ddof=1) of the last 20 log returns, times
-  sqrt(bars per year) of the series' asset class and timeframe (``Timeframe.bars_per_year``: 1d equity
-  252, 1h crypto 8,760, ...). First value at t = 20. A window containing an undefined return is NaN.
-- ``sma_20``, ``sma_50``: plain means, NaN for the first n-1 bars.
+  sqrt(bars per year) of the series' asset class and timeframe (``Timeframe.bars_per_year``:
+  1d equity 252, 1h crypto 8,760, ...). First value at t = 20; NaN if the window has a NaN return.
+- ``sma_20``, ``sma_50``: plain means; NaN for the first n-1 bars.
 - ``ema_12``, ``ema_26``: alpha = 2/(n+1), seeded with the SMA of the first n closes at t = n-1
-  (TA-Lib and StockCharts convention; pandas ``ewm(adjust=False)`` seeds at the first close instead).
-- ``rsi_14``: Wilder. Average gain and loss seeded with the plain mean of the first 14 close changes
-  (first RSI at t = 14), then ``avg = (avg * 13 + x) / 14``. RSI = 100 * AG / (AG + AL), which is
-  100 - 100 / (1 + AG/AL) without the division by AL: AL = 0 < AG gives 100. **A series that has not
-  moved at all since its first bar (AG = AL = 0) gives NaN**: 0/0 is undefined, like every other
+  (TA-Lib and StockCharts; pandas ``ewm(adjust=False)`` seeds at the first close instead).
+- ``rsi_14``: Wilder. Average gain AG and loss AL seeded with the plain mean of the first 14 close
+  changes (first RSI at t = 14), then ``avg = (avg * 13 + x) / 14``. RSI = 100 * AG / (AG + AL),
+  which is 100 - 100 / (1 + AG/AL) without dividing by AL: AL = 0 < AG gives 100. **A series that
+  has not moved since its first bar (AG = AL = 0) gives NaN**: 0/0 is undefined, like every other
   division by zero here (TA-Lib returns 0, which reads as "extremely oversold"; 50 would invent a
-  value). After any move the Wilder averages stay positive, so a later flat stretch keeps a value.
+  neutral reading). After any move the Wilder averages stay positive, so a later flat stretch
+  keeps a value.
 - ``macd`` = EMA12 - EMA26, each EMA seeded with the SMA of its own first n closes (first MACD at
-  t = 25); ``macd_signal`` = EMA9 of MACD seeded with the SMA of the first 9 MACD values (first at
-  t = 33); ``macd_hist`` = macd - macd_signal. TA-Lib's MACD seeds its fast EMA at t = 25 from closes
-  14..25 instead, so it differs from this for roughly the first 100 bars and agrees afterwards.
+  t = 25); ``macd_signal`` = EMA9 of MACD seeded with the SMA of the first 9 MACD values (first
+  at t = 33); ``macd_hist`` = macd - macd_signal. TA-Lib's MACD seeds its fast EMA at t = 25 from
+  closes 14..25 instead; the difference decays by 11/13 per bar (negligible after ~200 bars).
 - ``bb_upper`` / ``bb_middle`` / ``bb_lower``: SMA20 +/- 2 population standard deviations (ddof=0).
 - ``atr_14``: true range max(H - L, |H - C_{t-1}|, |L - C_{t-1}|), undefined on bar 0; Wilder
   smoothing seeded with the mean of the first 14 true ranges (first ATR at t = 14).
 - ``obv``: 0 on the first bar, then + V on an up close, - V on a down close, + 0 when unchanged
-  (TA-Lib starts at V_0 instead: its OBV is this one plus V_0).
+  (TA-Lib's OBV starts at V_0 instead: it is this one plus V_0).
 - ``vwap``: on intraday timeframes, cumulative typical price (H + L + C)/3 times volume over
   cumulative volume, **reset at each session**; a session is a calendar date in
-  ``SESSION_TIMEZONE[asset_class]`` (New York for equities, so the reset follows DST; UTC days for
-  crypto and FX). **On daily bars each bar is its own session**, so the VWAP is the bar's typical
-  price: the same definition, applied at the only granularity the bar gives. Zero cumulative volume
-  in the session so far gives NaN.
-- ``zscore_20`` = (C - SMA20) / std20 with std20 the population std (ddof=0); NaN when std20 is 0.
+  ``SESSION_TIMEZONE[asset_class]`` (New York for equities, so the reset follows DST; UTC days
+  for crypto and FX). **On daily bars each bar is its own session**, so the VWAP is the bar's
+  typical price: the same definition at the only granularity the bar gives (a rolling VWAP would
+  be a different feature under the same name). No volume yet in the session gives NaN.
+- ``zscore_20`` = (C - SMA20) / std20, std20 the population std (ddof=0) of Bollinger; NaN when
+  std20 is 0.
 
-Standard deviations and division by zero: a window whose values are all equal has std exactly 0, and
-a std at or below ``STD_REL_EPSILON`` (1e-10) times the window's own scale (|SMA| for closes, RMS for
-returns) is treated as 0 too: it is round-off in the inputs (e.g. adjustment factors), not a price
-move (a one-tick move is > 1e-8 of the price on any market we store). Volatility is then 0;
-anything divided by such a std, by a zero volume or by AG + AL = 0 is NaN, never inf and never an
-exception.
+Zero standard deviations: a window whose values are all equal has std exactly 0 (not the round-off
+a running-sum formula leaves), and a std at or below ``STD_REL_EPSILON`` (1e-10) times the window's
+scale (|SMA| for closes, RMS for log returns) is 0 too: that is round-off in the inputs (e.g.
+adjustment factors), not a move (a one-tick move is above 1e-8 of the price on the markets we
+store). Volatility is then 0; anything divided by such a std, by zero volume or by AG + AL = 0 is
+NaN: never inf, never an exception.
 
-How the numbers are computed (why it is fast and exact enough): series are laid out as rows of a
-padded 2-D array; rolling sums use pairwise doubling of shifted slices (error ~log2(n) ulps, no
-drifting running total); variance uses sums of closes centred on the series' first close, and any
-window whose sum-of-squares cancels badly (``dev <= 1e-5 * sum of squares``) is recomputed exactly
-with a two-pass formula. EMA, Wilder and MACD-signal recursions run as first-order IIR filters
-(``scipy.signal.lfilter`` with the SMA seed as initial condition), one call per filter for all
-series. Every value depends only on bars at or before its own bar, and the arithmetic of a window
-does not depend on later bars, so a prefix of a series gives bit-identical values to the
-corresponding rows of the full computation (tested). Recomputing a series over its full history is
-therefore the way to keep stored values equal to a full-history computation.
+How it is computed: series are rows of padded 2-D blocks (similar lengths together, ~64k cells per
+block, all temporaries in one reused workspace). Rolling sums add shifted slices by pairwise
+doubling (round-off ~log2(n) ulps and local to the window, no running total that drifts); the
+variance uses sums of closes centred on the series' first close, and a window whose sum-of-squares
+formula cancels badly (dev <= 1e-5 * sum of squares) is recomputed two-pass. EMA, Wilder and the
+MACD signal are first-order IIR filters (``scipy.signal.lfilter``, the SMA seed as initial
+condition), one call per filter for a whole block; OBV and VWAP are row cumulative sums. Each value
+depends only on bars at or before it, through the same arithmetic whatever follows, so a prefix of
+a series gives bit-identical values to the corresponding rows of the full computation (tested):
+recomputing a series over its full stored history keeps stored values equal to a full-history
+computation.
 
-Inputs are expected validated: finite prices, non-negative volumes, ``ts`` strictly increasing
-within each series. A NaN price is not turned into inf: windows containing it are NaN and, as in
-TA-Lib, the recursive features (EMA, RSI, MACD, ATR, OBV, VWAP of the session) stay NaN after it.
+Inputs are expected validated: finite prices with low <= high, non-negative volumes, ``ts``
+strictly increasing within each series (checked). A NaN price never turns into inf: windows that
+contain it are NaN and, as in TA-Lib, the recursive features (EMA, RSI, MACD, ATR, OBV, VWAP) stay
+NaN after it.
 """
 
 from __future__ import annotations
@@ -114,9 +122,7 @@ _EMA_FAST, _EMA_SLOW, _MACD_SIGNAL = 12, 26, 9
 _RSI_WINDOW = 14
 _BB_WINDOW, _BB_WIDTH = 20, 2.0
 _ATR_WINDOW = 14
-_Z_WINDOW = 20
 
-_NS_PER_HOUR = 3_600 * 10**9
 _NS_PER_DAY = 86_400 * 10**9
 
 _COL = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
@@ -172,37 +178,38 @@ def compute_features_many(
 ) -> dict[K, pd.DataFrame]:
     """Compute features for many series in one vectorised pass.
 
+    The frames are concatenated once and computed with :func:`compute_features_stacked`; each
+    result is a row slice of that one frame (so results share its memory until modified).
+
     Args:
         series: ``(key, bars, asset_class, timeframe)`` tuples; ``bars`` as for
             :func:`compute_features`. Keys must be unique.
 
     Returns:
-        ``{key: features}``, each frame exactly what :func:`compute_features` returns for it.
+        ``{key: features}``, each frame what :func:`compute_features` returns for it (if the
+        frames' ``ts`` dtypes differ, every ``ts`` comes back as ``datetime64[ns, UTC]``).
     """
     items = list(series)
     keys = [item[0] for item in items]
     if len(set(keys)) != len(keys):
         raise ValueError("compute_features_many: duplicate series keys")
+    if not items:
+        return {}
     frames = [_check_bars(item[1]) for item in items]
-    kinds = [_series_kind(item[2], item[3]) for item in items]
-    lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
-    arrays = [
-        np.concatenate([_float_column(frame, name) for frame in frames])
-        if frames
-        else np.empty(0)
-        for name in ("high", "low", "close", "volume")
-    ]
-    ts_ns = (
-        np.concatenate([_ts_ns(frame["ts"]) for frame in frames])
-        if frames
-        else np.empty(0, np.int64)
+    if len({frame["ts"].dtype for frame in frames}) > 1:
+        # Mixed units or display zones: concatenate the same instants in one dtype.
+        frames = [
+            frame.assign(ts=frame["ts"].dt.tz_convert("UTC").dt.as_unit("ns")) for frame in frames
+        ]
+    lengths = [len(frame) for frame in frames]
+    features = compute_features_stacked(
+        pd.concat(frames) if len(frames) > 1 else frames[0],
+        lengths=lengths,
+        asset_classes=[item[2] for item in items],
+        timeframes=[item[3] for item in items],
     )
-    values = _compute(ts_ns, *arrays, lengths=lengths, kinds=kinds)
-    out: dict[K, pd.DataFrame] = {}
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    for i, (key, frame) in enumerate(zip(keys, frames, strict=True)):
-        out[key] = _frame(frame, values[:, offsets[i] : offsets[i + 1]])
-    return out
+    return {key: features.iloc[offsets[i] : offsets[i + 1]] for i, key in enumerate(keys)}
 
 
 def compute_features_stacked(
@@ -254,7 +261,7 @@ def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
     missing = [name for name in BAR_COLUMNS if name not in bars.columns]
     if missing:
         raise ValueError(f"bars are missing columns {missing}; expected {list(BAR_COLUMNS)}")
-    if not isinstance(bars["ts"].dtype, pd.DatetimeTZDtype):
+    if getattr(bars["ts"].dtype, "tz", None) is None:
         raise ValueError(
             f"bars.ts must be a tz-aware datetime column (UTC), got dtype {bars['ts'].dtype}"
         )
@@ -267,7 +274,7 @@ def _ts_ns(ts: pd.Series) -> np.ndarray:
 
 
 def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
-    values = bars[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64, na_value=np.nan))
     # inf is not a price: make it NaN so that it can never leak into a feature as inf.
     if np.isinf(values).any():
         values = np.where(np.isinf(values), np.nan, values)
@@ -324,7 +331,9 @@ def _compute(
                 continue
             padded = kernel.padded_inputs(shape)
             for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                for block, flat in zip(padded, (high, low, close, volume, new_session), strict=True):
+                for block, flat in zip(
+                    padded, (high, low, close, volume, new_session), strict=True
+                ):
                     block[j, : b - a] = flat[a:b]
             res = kernel.padded_result(shape)
             kernel.run(
@@ -424,7 +433,9 @@ def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
     for k in np.flatnonzero(offset[1:] != offset[:-1]):
         last_instant = pd.DatetimeIndex([grid.asi8[k + 1] - 1], dtype="M8[ns]").tz_localize("UTC")
         last_offset = (
-            last_instant.tz_convert(tz).tz_localize(None).as_unit("ns").asi8[0] - grid.asi8[k + 1] + 1
+            last_instant.tz_convert(tz).tz_localize(None).as_unit("ns").asi8[0]
+            - grid.asi8[k + 1]
+            + 1
         )
         if last_offset != offset[k]:
             inside = np.flatnonzero(slot == k)
@@ -440,7 +451,7 @@ def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
 # Scratch buffers of the kernel, each one block of cells.
 (_S1, _S2, _SQ, _STD, _CENTRED, _TMP, _CHANGE, _TYPICAL, _PV, _CUM_PV, _CUM_V) = range(11)
 _N_SCRATCH = 11
-_N_LEVELS = (_SMA_SLOW - 1).bit_length()  # doubling levels 2, 4, ..., 32 for windows up to 50
+_N_LEVELS = _SMA_SLOW.bit_length() - 1  # doubling levels 2, 4, ..., 32 for windows up to 50
 
 
 class _Kernel:
@@ -498,7 +509,7 @@ class _Kernel:
         return self._level_cache[width]
 
     def _window_sums(self, n: int, out: np.ndarray, width: int) -> None:
-        """``out[t]`` = sum of the n values ending at t (flat), NaN for the first n-1 of each row."""
+        """``out[t]``: sum of the n values ending at flat index t; NaN in each row's first n-1."""
         count = self._x.size - n + 1
         if count > 0:
             parts = [1 << k for k in range(n.bit_length() - 1, -1, -1) if n >> k & 1]
@@ -515,12 +526,22 @@ class _Kernel:
         out.reshape(-1, width)[:, : n - 1] = np.nan
 
     def _variance(
-        self, x: np.ndarray, s1: np.ndarray, s2: np.ndarray, n: int, ddof: int, out: np.ndarray
+        self,
+        x: np.ndarray,
+        s1: np.ndarray,
+        s2: np.ndarray,
+        n: int,
+        ddof: int,
+        out: np.ndarray,
+        *,
+        zero_below_rms: bool = False,
     ) -> None:
         """Window variance from window sums ``s1``, ``s2`` of (x - per-row constant), into ``out``.
 
         Windows whose sum-of-squares formula cancels badly are recomputed two-pass from ``x``;
-        windows whose values are all equal get exactly 0.
+        windows whose values are all equal get exactly 0. With ``zero_below_rms`` (sums of ``x``
+        itself), a variance at or below STD_REL_EPSILON**2 times the mean square is set to 0:
+        only recomputed windows can be that small, since the others have dev > 1e-5 * s2.
         """
         m = x.size
         tmp, suspicious = self._scratch[_TMP, :m], self._flags[0, :m]
@@ -536,8 +557,11 @@ class _Kernel:
                 w = windows[chunk - (n - 1)]
                 exact = ((w - w.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
                 exact[w.max(axis=1) == w.min(axis=1)] = 0.0
+                if zero_below_rms:
+                    mean_square = (w * w).sum(axis=1) / n
+                    exact[exact / (n - ddof) <= STD_REL_EPSILON**2 * mean_square] = 0.0
                 out[chunk] = exact
-        np.maximum(out, 0.0, out=out)
+        # A negative dev can only come from cancellation, and those windows were just recomputed.
         out /= n - ddof
 
     def _std_from_variance(self, var: np.ndarray, scale_sq: np.ndarray) -> None:
@@ -594,11 +618,11 @@ class _Kernel:
         np.multiply(logret, logret, out=sq)
         self._prepare_sums(sq)
         self._window_sums(_VOL_WINDOW, s2, width)
-        self._variance(logret, s1, s2, _VOL_WINDOW, 1, std)
-        scale_sq = scratch[_TMP]
-        np.multiply(s2, STD_REL_EPSILON**2 / _VOL_WINDOW, out=scale_sq)
-        self._std_from_variance(std, scale_sq)
-        np.multiply(std.reshape(rows, width), sqrt_bars_per_year[:, None], out=feature("volatility_20"))
+        self._variance(logret, s1, s2, _VOL_WINDOW, 1, std, zero_below_rms=True)
+        np.sqrt(std, out=std)
+        np.multiply(
+            std.reshape(rows, width), sqrt_bars_per_year[:, None], out=feature("volatility_20")
+        )
 
         # SMAs and the population std of closes, from sums of closes centred on each series' first
         # close (smaller magnitudes, so the sum-of-squares variance keeps its precision).
@@ -617,6 +641,7 @@ class _Kernel:
             sma = feature(name)
             sma /= n
             sma += reference
+        scale_sq = scratch[_TMP]
         np.multiply(sma20, sma20, out=scale_sq)
         scale_sq *= STD_REL_EPSILON**2
         self._std_from_variance(std, scale_sq)
@@ -636,8 +661,13 @@ class _Kernel:
 
         # EMAs, MACD and its signal.
         for name, n in (("ema_12", _EMA_FAST), ("ema_26", _EMA_SLOW)):
-            _smooth(close, alpha=2.0 / (n + 1), seed_at=n - 1, seed=_seed_mean(close, 0, n),
-                    out=feature(name))
+            _smooth(
+                close,
+                alpha=2.0 / (n + 1),
+                seed_at=n - 1,
+                seed=_seed_mean(close, 0, n),
+                out=feature(name),
+            )
         macd = feature("macd")
         np.subtract(feature("ema_12"), feature("ema_26"), out=macd)
         _smooth(
@@ -672,13 +702,13 @@ class _Kernel:
         np.divide(avg_gain, rsi, out=rsi)
         rsi *= 100.0
 
-        # ATR: Wilder smoothing of the true range (undefined on bar 0).
-        true_range, gap = scratch[_S1], scratch[_TMP]
-        np.subtract(h, lo, out=true_range)
-        for extreme in (h, lo):
-            np.subtract(extreme[1:], c[:-1], out=gap[1:])
-            np.abs(gap[1:], out=gap[1:])
-            np.maximum(true_range[1:], gap[1:], out=true_range[1:])
+        # ATR: Wilder smoothing of the true range (undefined on bar 0). With low <= high,
+        # max(H - L, |H - C_prev|, |L - C_prev|) is max(H, C_prev) - min(L, C_prev): the same
+        # difference of the same two prices, so the same rounding, in three passes instead of seven.
+        true_range, lower = scratch[_S1], scratch[_TMP]
+        np.maximum(h[1:], c[:-1], out=true_range[1:])
+        np.minimum(lo[1:], c[:-1], out=lower[1:])
+        true_range[1:] -= lower[1:]
         true_range_2d = true_range.reshape(rows, width)
         true_range_2d[:, 0] = np.nan
         _smooth(
@@ -708,22 +738,32 @@ class _Kernel:
             # Row cumulative sums minus their value before the session's first bar. Each row of
             # the cumulative buffers starts with a 0 column, so "before bar t" is column t. Exact
             # for zero volume: adding zeros does not change a float, so no volume yet is exactly 0.
-            pv, base = scratch[_PV], scratch[_TMP]
+            pv = scratch[_PV]
             np.multiply(typical, v, out=pv)
             cums = self._cumulative[:, : rows * (width + 1)].reshape(2, rows, width + 1)
             cums[:, :, 0] = 0.0
             np.cumsum(pv.reshape(rows, width), axis=1, out=cums[0, :, 1:])
             np.cumsum(volume, axis=1, out=cums[1, :, 1:])
-            first = self._index[:m].reshape(rows, width)
-            np.multiply(new_session, np.arange(width), out=first)
-            np.maximum.accumulate(first, axis=1, out=first)
-            first += (np.arange(rows) * (width + 1))[:, None]
-            session = scratch[_CUM_PV : _CUM_V + 1]
+            session = scratch[_CUM_PV : _CUM_V + 1].reshape(2, rows, width)
+            # The value before the session's first bar: cumulative sums of non-negative values
+            # never decrease, so it is the running maximum of "value before bar t" over the
+            # session starts so far (and 0 elsewhere). With negative values, look it up instead.
+            # Both pick the same stored value, so both give the same bits.
+            if np.fmin.reduce(typical) >= 0.0 and np.fmin.reduce(v) >= 0.0:
+                for k in range(2):
+                    np.multiply(new_session, cums[k, :, :-1], out=session[k])
+                    np.maximum.accumulate(session[k], axis=1, out=session[k])
+            else:
+                first = self._index[:m].reshape(rows, width)
+                np.multiply(new_session, np.arange(width), out=first)
+                np.maximum.accumulate(first, axis=1, out=first)
+                first += (np.arange(rows) * (width + 1))[:, None]
+                for k in range(2):
+                    np.take(cums[k].reshape(-1), first.reshape(-1), out=session[k].reshape(-1))
             for k in range(2):
-                np.take(cums[k].reshape(-1), first.reshape(-1), out=base)
-                np.subtract(cums[k, :, 1:], base.reshape(rows, width), out=session[k].reshape(rows, width))
-            np.divide(session[0], session[1], out=vwap)
-            np.less_equal(session[1], 0.0, out=no_volume)
+                np.subtract(cums[k, :, 1:], session[k], out=session[k])
+            np.divide(session[0].reshape(-1), session[1].reshape(-1), out=vwap)
+            np.less_equal(session[1].reshape(-1), 0.0, out=no_volume)
             np.copyto(vwap, np.nan, where=no_volume)
         if daily.any():
             # Daily bars: each bar is its own session, so its VWAP is its typical price.
@@ -749,7 +789,9 @@ def _seed_mean(x: np.ndarray, start: int, n: int) -> np.ndarray:
     return total / n
 
 
-def _smooth(x: np.ndarray, *, alpha: float, seed_at: int, seed: np.ndarray, out: np.ndarray) -> None:
+def _smooth(
+    x: np.ndarray, *, alpha: float, seed_at: int, seed: np.ndarray, out: np.ndarray
+) -> None:
     """y_t = (1 - alpha) y_{t-1} + alpha x_t per row, with y = seed at ``seed_at``, into ``out``.
 
     NaN before ``seed_at``. One ``lfilter`` call (a first-order IIR filter whose initial

@@ -1,4 +1,4 @@
-"""Quant features: checked against TA-Lib on real daily data, hand computations and plain references.
+"""Quant features: checked against TA-Lib on real daily data, by hand and against references.
 
 Real data (installs from PyPI, no network at test time): S&P 500 daily bars 1999-2018 from
 ``arch.data.sp500`` and AAPL daily bars 2000-2013 from ``bokeh_sampledata.stocks``.
@@ -320,8 +320,9 @@ def test_obv_adds_volume_on_up_close_subtracts_on_down_and_ignores_unchanged():
 
 
 def test_returns_are_nan_across_non_positive_prices():
-    features = compute_features(_bars([1.0, 2.0, 0.0, 3.0, -1.0, 2.0, 4.0]), asset_class="equity",
-                                timeframe="1d")
+    features = compute_features(
+        _bars([1.0, 2.0, 0.0, 3.0, -1.0, 2.0, 4.0]), asset_class="equity", timeframe="1d"
+    )
     expected = [np.nan, 1.0, np.nan, np.nan, np.nan, np.nan, 1.0]
     _assert_close(features["simple_return"], expected, rtol=0)
     _assert_close(features["log_return"], [x if np.isnan(x) else math.log(2) for x in expected])
@@ -400,8 +401,35 @@ def test_equity_vwap_resets_on_new_york_date_across_dst_changes():
     assert np.flatnonzero(first_of_session).tolist() == [0, 3, 4, 6, 8]
 
 
+def test_equity_5m_vwap_matches_reference_over_weeks_spanning_dst():
+    # Regular-session 5-minute bars for three weeks around the March 2024 DST change.
+    days = pd.bdate_range("2024-03-01", "2024-03-22", tz="America/New_York")
+    opens = days + pd.Timedelta(hours=9, minutes=30)
+    utc = opens.tz_convert(None).to_numpy()
+    grid = (utc[:, None] + np.arange(78) * np.timedelta64(5, "m")).ravel()
+    bars = _intraday_bars(list(pd.DatetimeIndex(grid).tz_localize("UTC")), seed=3)
+    features = compute_features(bars, asset_class="equity", timeframe="5m")
+    _assert_close(features["vwap"], _vwap_reference(bars, "America/New_York"), rtol=1e-12)
+
+
+def test_vwap_with_negative_prices_still_resets_per_session():
+    # Negative prices (e.g. oil futures in April 2020) make cumulative price x volume decrease.
+    timestamps = [f"2024-03-{d:02d}T{h:02d}:30Z" for d in (11, 12) for h in range(13, 20)]
+    bars = _intraday_bars(timestamps, seed=4)
+    for name in ("high", "low", "close", "open"):
+        bars[name] -= 100.0
+    assert (bars["close"] < 0).any() and (bars["close"] > 0).any()
+    features = compute_features(bars, asset_class="equity", timeframe="1h")
+    _assert_close(features["vwap"], _vwap_reference(bars, "America/New_York"), rtol=1e-12)
+
+
 def test_crypto_vwap_resets_at_utc_midnight():
-    timestamps = ["2024-03-10T22:00Z", "2024-03-10T23:00Z", "2024-03-11T00:00Z", "2024-03-11T01:00Z"]
+    timestamps = [
+        "2024-03-10T22:00Z",
+        "2024-03-10T23:00Z",
+        "2024-03-11T00:00Z",
+        "2024-03-11T01:00Z",
+    ]
     bars = _intraday_bars(timestamps, seed=1)
     features = compute_features(bars, asset_class="crypto", timeframe="1h")
     _assert_close(features["vwap"], _vwap_reference(bars, "UTC"), rtol=1e-12)
@@ -439,8 +467,9 @@ def test_empty_frame_gives_empty_output_with_the_columns():
 
 def test_series_shorter_than_windows_gives_nan_there_without_error():
     features = compute_features(_bars([10.0, 11.0, 10.5]), asset_class="crypto", timeframe="1h")
-    window_features = [c for c in FEATURE_COLUMNS if c not in ("simple_return", "log_return",
-                                                               "obv", "vwap")]
+    window_features = [
+        c for c in FEATURE_COLUMNS if c not in ("simple_return", "log_return", "obv", "vwap")
+    ]
     assert features[window_features].isna().all().all()
     assert features["simple_return"].iloc[1] == pytest.approx(0.1)
     assert features["obv"].tolist() == [0.0, 1000.0, 0.0]
