@@ -35,8 +35,8 @@ that cannot be reached is a 503 naming it (password masked), not a 500.
 
 The store-backed answers are rendered once per :data:`DEFAULT_CACHE_SECONDS` (1 s) and key and
 reused meanwhile (:class:`ResponseCache`), so concurrent dashboards cost one set of queries per
-second; each body's ``timestamp`` says when it was computed. Probes of the database
-(``/readyz``) are never cached.
+second; each body's ``timestamp`` says when it was computed. ``/readyz`` reuses a success the
+same way, never a failure.
 
 Timestamps are ISO 8601 UTC with ``Z`` (``YYYY-MM-DDTHH:MM:SSZ``, as in the spec);
 ``staleness_seconds`` is whole seconds (floored, as in the spec's example), ``duration_seconds`` is
@@ -404,19 +404,21 @@ class ResponseCache:
     """Rendered answers of the store-backed endpoints, reused for ``ttl`` seconds.
 
     Under concurrent load every request would otherwise run the same queries and rebuild the
-    same report (a few milliseconds of CPU each on the demo universe, which the GIL serialises);
-    with the cache one request per key and ``ttl`` does the work and the others wait for it
-    (single flight) or reuse it. An answer is at most ``ttl`` seconds old and its ``timestamp``
-    says when it was computed. Errors are not kept. At most ``max_entries`` keys are kept (the
-    oldest go first), so a client cycling through every ``limit`` cannot grow memory. Auth and
-    input checks run before the cache on every request. ``ttl <= 0`` turns caching off.
+    same report (a few milliseconds of CPU each on the demo universe, which the GIL serialises).
+    With the cache one computation per key runs at a time and every request that arrives while
+    it runs shares its outcome (single flight), success or failure; a success is then reused for
+    ``ttl`` seconds, a failure is not kept. So an answer is at most ``ttl`` seconds old (its
+    ``timestamp`` says when it was computed), and a database outage costs one check per key at a
+    time rather than one per request. At most ``max_entries`` answers are kept (the oldest go
+    first), so a client cycling through every ``limit`` cannot grow memory. Auth and input checks
+    run before the cache on every request. ``ttl <= 0`` turns caching off.
     """
 
     def __init__(self, ttl: float, max_entries: int = 64) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[Any, ...], tuple[float, Rendered]] = OrderedDict()
-        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+        self._flights: dict[tuple[Any, ...], asyncio.Future[Rendered]] = {}
 
     def _fresh(self, key: tuple[Any, ...]) -> Rendered | None:
         entry = self._entries.get(key)
@@ -424,27 +426,39 @@ class ResponseCache:
             return entry[1]
         return None
 
+    async def _compute(
+        self, key: tuple[Any, ...], produce: Callable[[], Awaitable[Rendered]]
+    ) -> Rendered:
+        rendered = await produce()
+        self._entries[key] = (time.monotonic() + self.ttl, rendered)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return rendered
+
+    def _land(self, key: tuple[Any, ...], flight: asyncio.Future[Rendered]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here, so an outcome nobody awaited logs no warning
+
     async def get(
         self, key: tuple[Any, ...], produce: Callable[[], Awaitable[Rendered]]
     ) -> Rendered:
-        """The kept answer for ``key``, or ``await produce()`` (kept unless it raises)."""
+        """The kept answer for ``key``, the outcome of the computation in flight for it, or
+        that of a new ``produce()``."""
         if self.ttl <= 0:
             return await produce()
         hit = self._fresh(key)
         if hit is not None:
             return hit
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            hit = self._fresh(key)
-            if hit is not None:
-                return hit
-            rendered = await produce()
-            self._entries[key] = (time.monotonic() + self.ttl, rendered)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                old, _ = self._entries.popitem(last=False)
-                self._locks.pop(old, None)
-            return rendered
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._compute(key, produce))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._land(key, done))
+        # Shielded: a client that goes away does not cancel the others' computation.
+        return await asyncio.shield(flight)
 
 
 async def _cached(
@@ -512,11 +526,20 @@ async def health_probe(request: Request) -> Response:
 
 
 async def readiness(request: Request) -> Response:
-    """GET /readyz: 200 when the database answers and is migrated, else 503 with the reason."""
+    """GET /readyz: 200 when the database answers and is migrated, else 503 with the reason.
+
+    A success is reused like the other answers (:class:`ResponseCache`); a failure never is, so a
+    database that goes away turns readiness to 503 within the cache period.
+    """
     parse_query(request, ())
     db: _Database = request.app.state.database
-    try:
+
+    async def produce() -> Rendered:
         await run_in_threadpool(db.check)
+        return Rendered(200, render_json(READY_BODY))
+
+    try:
+        return await _cached(request, ("readyz",), produce)
     except (sa.exc.SQLAlchemyError, DatabaseUnavailableError, MigrationError) as exc:
         failure = _db_failure(db, exc)
         detail = failure.detail
@@ -526,7 +549,9 @@ async def readiness(request: Request) -> Response:
         return json_response(
             {"status": "unavailable", "error": failure.error, "detail": detail}, 503
         )
-    return json_response({"status": "ready", "checks": {"database": "ok", "schema": "ok"}})
+
+
+READY_BODY = {"status": "ready", "checks": {"database": "ok", "schema": "ok"}}
 
 
 async def liveness(request: Request) -> Response:

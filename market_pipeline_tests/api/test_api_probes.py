@@ -3,11 +3,14 @@ down at startup, goes away while serving, or was never migrated."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.api.app import create_app
+from market_pipeline.api.app import DEFAULT_CACHE_SECONDS, create_app
 from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.migrations import migrate
 from market_pipeline.storage.observability import ObservabilityStore
 from market_pipeline_tests.api.conftest import (
     MONITORED_PAIRS,
@@ -134,10 +137,22 @@ def test_an_unmigrated_database_is_not_ready_and_says_to_migrate(db_url, tmp_pat
         assert response.json()["error"] == "schema_not_current"
 
 
+def test_failures_are_not_kept_so_a_migration_is_seen_at_once(db_url, tmp_path):
+    engine = make_engine(db_url)
+    store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
+
+    with running_server(create_app(test_settings(db_url, tmp_path), store=store)) as base:
+        before = [http.get(f"{base}{path}").status_code for path in ["/readyz", *ADMIN]]
+        migrate(engine)
+        after = [http.get(f"{base}{path}").status_code for path in ["/readyz", *ADMIN]]
+    engine.dispose()
+
+    assert before == [503] * 4
+    assert after == [200] * 4
+
+
 @pytest.mark.postgres
 def test_a_database_dropped_while_serving_turns_readiness_to_503(pg_database_url, tmp_path):
-    from market_pipeline.storage.migrations import migrate
-
     engine = make_engine(pg_database_url)
     migrate(engine)
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
@@ -150,13 +165,16 @@ def test_a_database_dropped_while_serving_turns_readiness_to_503(pg_database_url
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.dispose()
-        after = http.get(f"{url}/readyz")
         history = http.get(f"{url}/api/v1/admin/scheduler/execution-history")
+        # A successful readiness answer is reused for the cache period, a failure never.
+        time.sleep(DEFAULT_CACHE_SECONDS + 0.1)
+        after = http.get(f"{url}/readyz")
+        again = http.get(f"{url}/readyz")
         live = http.get(f"{url}/livez")
     engine.dispose()
 
     assert before.status_code == 200
-    assert after.status_code == 503
+    assert after.status_code == again.status_code == 503
     assert after.json()["error"] == "database_unavailable"
     assert name in after.json()["detail"]
     assert history.status_code == 503 and history.json()["error"] == "database_unavailable"
