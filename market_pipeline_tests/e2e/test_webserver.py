@@ -1,0 +1,132 @@
+"""Smoke test: `dagster-webserver` on the repository's workspace.yaml serves our definitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from market_pipeline_tests.defs.conftest import write_universe
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 120
+
+QUERY = """
+{
+  repositoriesOrError {
+    ... on RepositoryConnection {
+      nodes {
+        name
+        location { name }
+        jobs { name }
+        schedules { name cronSchedule executionTimezone }
+        sensors { name sensorType }
+        assetNodes { assetKey { path } }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _wait_until_served(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"dagster-webserver exited:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError(f"dagster-webserver not up after {WAIT_SECONDS} s:\n{log.read_text()}")
+
+
+def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    universe = write_universe(
+        tmp_path / "universe.yaml", [("AAPL", "equity"), ("BTC-USD", "crypto")], ["5m", "1d"]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PG")}
+    env.update(
+        DAGSTER_HOME=str(home),
+        MARKET_PIPELINE_UNIVERSE=str(universe),
+        MARKET_PIPELINE_DB_URL=f"sqlite:///{tmp_path / 'mp.db'}",
+        MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
+    )
+    port = _free_port()
+    log = tmp_path / "webserver.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+             "-p", str(port)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        _wait_until_served(port, process, log)
+        answer = _graphql(port, QUERY)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+    result = answer["data"]["repositoriesOrError"]
+    assert "nodes" in result, result
+    [repo] = [n for n in result["nodes"] if n["location"]["name"] == "market_pipeline"]
+    assert {j["name"] for j in repo["jobs"] if not j["name"].startswith("__")} == {
+        "market_data_job",
+        "scheduler_health_report_job",
+    }
+    assert {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]} == {
+        "ohlcv_bars",
+        "quant_features",
+    }
+    schedules = {s["name"]: (s["cronSchedule"], s["executionTimezone"]) for s in repo["schedules"]}
+    assert schedules == {
+        "daily_backfill_schedule": ("0 2 * * *", "UTC"),
+        "intraday_backfill_schedule": ("*/15 * * * *", "UTC"),
+        "scheduler_health_report_schedule": ("0 * * * *", "UTC"),
+    }
+    sensors = {s["name"]: s["sensorType"] for s in repo["sensors"]}
+    assert sensors == {
+        "mirror_run_started_sensor": "RUN_STATUS",
+        "mirror_run_success_sensor": "RUN_STATUS",
+        "mirror_run_failure_sensor": "RUN_STATUS",
+        "mirror_run_canceled_sensor": "RUN_STATUS",
+        "mirror_reconcile_sensor": "STANDARD",
+        "freshness_refresh_sensor": "STANDARD",
+    }
