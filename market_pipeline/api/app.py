@@ -979,9 +979,16 @@ def create_app(
         pairs = load_universe(resolved.universe_path).pairs
         url = normalize_db_url(resolved.db_url)
         try:
-            password = make_url(url).password
+            parsed = make_url(url)
         except sa.exc.ArgumentError as exc:
             raise DatabaseUnavailableError(f"not a database URL: {exc}") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            # Refused here, before anything listens, rather than in the lifespan.
+            raise DatabaseUnavailableError(
+                f"unsupported database {parsed.get_backend_name()!r} in MARKET_PIPELINE_DB_URL: "
+                "use a sqlite:/// or postgresql+psycopg2:// URL"
+            )
+        password = parsed.password
     else:
         url = store.engine.url
         password = store.engine.url.password

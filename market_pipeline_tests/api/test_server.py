@@ -207,3 +207,42 @@ def test_serve_with_a_token_requires_it(served):
     assert anonymous.status_code == 401
     assert set(anonymous.json()) == {"error", "detail"}
     assert holder.status_code == 200 and holder.json()["status"] == "degraded"
+
+
+@pytest.mark.parametrize(
+    ("db_url", "message"),
+    [
+        ("mysql://root@127.0.0.1/x", "unsupported database 'mysql'"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_cli_refuses_a_bad_database_url_before_listening(tmp_path, db_url, message):
+    universe = tmp_path / "universe.yaml"
+    universe.write_text(UNIVERSE_YAML)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--port", str(_free_port())],
+        env=_env(db_url, universe, tmp_path, None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_bad_universe_before_listening(tmp_path):
+    universe = tmp_path / "universe.yaml"
+    universe.write_text("provider: {kind: synthetic}\nsymbols: []\ntimeframes: [1h]\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--port", str(_free_port())],
+        env=_env(f"sqlite:///{tmp_path / 'db.sqlite'}", universe, tmp_path, None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert str(universe) in result.stderr and "Traceback" not in result.stderr
