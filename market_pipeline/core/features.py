@@ -275,8 +275,9 @@ def _ts_ns(ts: pd.Series) -> np.ndarray:
 
 def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
     values = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64, na_value=np.nan))
-    # inf is not a price: make it NaN so that it can never leak into a feature as inf.
-    if np.isinf(values).any():
+    # inf is not a price: make it NaN so that it can never leak into a feature as inf. (A finite
+    # sum, one fast reduction, rules out inf and NaN in the common case.)
+    if not np.isfinite(values.sum()) and np.isinf(values).any():
         values = np.where(np.isinf(values), np.nan, values)
     return values
 
@@ -745,21 +746,14 @@ class _Kernel:
             np.cumsum(pv.reshape(rows, width), axis=1, out=cums[0, :, 1:])
             np.cumsum(volume, axis=1, out=cums[1, :, 1:])
             session = scratch[_CUM_PV : _CUM_V + 1].reshape(2, rows, width)
-            # The value before the session's first bar: cumulative sums of non-negative values
-            # never decrease, so it is the running maximum of "value before bar t" over the
-            # session starts so far (and 0 elsewhere). With negative values, look it up instead.
-            # Both pick the same stored value, so both give the same bits.
-            if np.fmin.reduce(typical) >= 0.0 and np.fmin.reduce(v) >= 0.0:
-                for k in range(2):
-                    np.multiply(new_session, cums[k, :, :-1], out=session[k])
-                    np.maximum.accumulate(session[k], axis=1, out=session[k])
-            else:
-                first = self._index[:m].reshape(rows, width)
-                np.multiply(new_session, np.arange(width), out=first)
-                np.maximum.accumulate(first, axis=1, out=first)
-                first += (np.arange(rows) * (width + 1))[:, None]
-                for k in range(2):
-                    np.take(cums[k].reshape(-1), first.reshape(-1), out=session[k].reshape(-1))
+            # Flat index of "before the session's first bar" in the cumulative buffers: a running
+            # maximum of the session start column (integer, so a fast one), shifted to the row.
+            first = self._index[:m].reshape(rows, width)
+            np.multiply(new_session, np.arange(width), out=first)
+            np.maximum.accumulate(first, axis=1, out=first)
+            first += (np.arange(rows) * (width + 1))[:, None]
+            for k in range(2):
+                np.take(cums[k].reshape(-1), first.reshape(-1), out=session[k].reshape(-1))
             for k in range(2):
                 np.subtract(cums[k, :, 1:], session[k], out=session[k])
             np.divide(session[0].reshape(-1), session[1].reshape(-1), out=vwap)

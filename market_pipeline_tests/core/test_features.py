@@ -508,9 +508,10 @@ def test_zero_volume_everywhere_gives_nan_vwap_and_zero_obv():
     _assert_no_inf(features)
 
 
-def test_nan_price_never_becomes_inf():
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_missing_or_infinite_price_never_becomes_inf(bad):
     closes = 100 + np.random.default_rng(5).normal(0, 1, 80).cumsum()
-    closes[40] = np.nan
+    closes[40] = bad
     features = compute_features(_bars(closes), asset_class="equity", timeframe="1d")
     _assert_no_inf(features)
     assert features["sma_20"].iloc[39] == pytest.approx(closes[20:40].mean())
@@ -602,3 +603,9 @@ def test_duplicate_keys_are_rejected():
     bars = _bars([1.0, 2.0])
     with pytest.raises(ValueError, match="duplicate"):
         compute_features_many([("a", bars, "equity", "1d"), ("a", bars, "equity", "1d")])
+
+
+def test_stacked_lengths_must_cover_the_frame():
+    bars = _bars([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="add up to 2"):
+        compute_features_stacked(bars, lengths=[2], asset_classes=["equity"], timeframes=["1d"])
