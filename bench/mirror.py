@@ -2,9 +2,8 @@
 
 Backlog: 10 real single-partition runs of the market-data job are executed on a PostgreSQL-backed
 Dagster instance; each is then replayed 99 times under new run ids (the run record and every one
-of its events written through ``DagsterInstance.add_run`` / ``handle_new_event``, so run storage,
-event log and asset index look exactly as after real runs) to make a backlog of 1,000 finished
-runs. ``reconcile_instance`` then mirrors the whole backlog in one pass. The baseline is the read
+of its events copied in Dagster's own tables with the run id replaced, see :func:`replay_runs`)
+to make a backlog of 1,000 finished runs. ``reconcile_instance`` then mirrors the whole backlog in one pass. The baseline is the read
 any projection needs: the same run-record pages plus each run's events of the types the mirror
 reads, straight from Dagster's storage, timed just before the reconcile.
 
@@ -29,7 +28,6 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 import yaml
-from dagster._record import copy as record_copy
 
 from bench.backfill import dagster_logs_to, postgres_instance
 from bench.common import (
@@ -58,22 +56,49 @@ except ImportError:  # pragma: no cover
     MIRROR_EVENT_TYPES = None
 
 
-def _with(obj, **changes):
-    """A copy of a Dagster record or named tuple with ``changes``."""
-    replace = getattr(obj, "_replace", None)
-    return replace(**changes) if replace is not None else record_copy(obj, **changes)
+def replay_runs(instance_url: str, run_ids: list[str], copies: int) -> None:
+    """Write ``copies`` copies of each finished run under new run ids, in Dagster's own tables.
 
-
-def replay_run(instance: dg.DagsterInstance, run_id: str, copies: int) -> None:
-    """Write ``copies`` copies of a finished run (record and events) under new run ids."""
-    run = instance.get_run_by_id(run_id)
-    entries = [r.event_log_entry for r in instance.get_records_for_run(run_id, limit=100_000)
-               .records]
-    for _ in range(copies):
-        new_id = str(uuid.uuid4())
-        instance.add_run(_with(run, run_id=new_id, status=dg.DagsterRunStatus.NOT_STARTED))
-        for entry in entries:
-            instance.handle_new_event(_with(entry, run_id=new_id))
+    Copies the rows of ``runs``, ``run_tags`` and ``event_logs`` with the run id replaced in the
+    serialized run body and events, and update timestamps 1 ms apart (as runs ending one after
+    another), in a few statements. Writing them through ``DagsterInstance`` would take ~0.7 s per
+    run here (a new connection per event in dagster-postgres); the mirror reads only these
+    tables, so what it sees is the same. Asset index tables are not copied.
+    """
+    engine = sa.create_engine(instance_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "CREATE TEMP TABLE bench_copies AS "
+                "SELECT t.old, gen_random_uuid()::text AS new, "
+                "       row_number() OVER () AS n "
+                "FROM unnest(CAST(:ids AS text[])) AS t(old), generate_series(1, :k)"
+            ), {"ids": run_ids, "k": copies})
+            conn.exec_driver_sql(
+                "INSERT INTO runs (run_id, snapshot_id, pipeline_name, mode, status, run_body, "
+                "partition, partition_set, create_timestamp, update_timestamp, start_time, "
+                "end_time, backfill_id) "
+                "SELECT c.new, r.snapshot_id, r.pipeline_name, r.mode, r.status, "
+                "replace(r.run_body, r.run_id, c.new), r.partition, r.partition_set, "
+                "r.create_timestamp, now() AT TIME ZONE 'UTC' + c.n * interval '1 millisecond', "
+                "r.start_time, r.end_time, r.backfill_id "
+                "FROM runs r JOIN bench_copies c ON r.run_id = c.old"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO run_tags (run_id, key, value) SELECT c.new, t.key, t.value "
+                "FROM run_tags t JOIN bench_copies c ON t.run_id = c.old"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key, "
+                "asset_key, partition) "
+                "SELECT c.new, replace(e.event, e.run_id, c.new), e.dagster_event_type, "
+                "e.timestamp, e.step_key, e.asset_key, e.partition "
+                "FROM event_logs e JOIN bench_copies c ON e.run_id = c.old ORDER BY c.n, e.id"
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def read_floor(instance: dg.DagsterInstance, page_size: int = 500) -> int:
@@ -191,8 +216,7 @@ def run(smoke: bool = False) -> list[Result]:
                     ]
                 per_template = backlog // templates - 1
                 start = time.perf_counter()
-                for run_id in run_ids:
-                    replay_run(instance, run_id, per_template)
+                replay_runs(instance_url, run_ids, per_template)
                 replay_s = time.perf_counter() - start
                 finished = len(instance.get_run_ids(
                     filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])))
