@@ -391,13 +391,27 @@ def _session_starts(
             select: slice | np.ndarray = slice(None)
         else:
             select = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in series])
-        day = _local_day(ts_ns[select], tz)
-        change = np.empty(len(day), dtype=bool)
-        change[0] = True
-        np.not_equal(day[1:], day[:-1], out=change[1:])
+        stamps = ts_ns[select]
+        sizes = offsets[np.array(series) + 1] - offsets[series]
+        if len(series) > 1 and (sizes == sizes[0]).all():
+            # Series of one timeframe usually share the bar grid: then one date lookup does.
+            grid = stamps.reshape(len(series), -1)
+            if (grid == grid[0]).all():
+                starts[select] = np.tile(_day_changes(grid[0], tz), len(series))
+                continue
+        change = _day_changes(stamps, tz)
         starts[select] = change
         starts[offsets[series]] = True
     return starts
+
+
+def _day_changes(ts_ns: np.ndarray, tz: str) -> np.ndarray:
+    """True where the local date in ``tz`` differs from the previous bar's (and on bar 0)."""
+    day = _local_day(ts_ns, tz)
+    change = np.empty(len(day), dtype=bool)
+    change[0] = True
+    np.not_equal(day[1:], day[:-1], out=change[1:])
+    return change
 
 
 _SLOT_NS = (3_600 * 10**9, 900 * 10**9)  # one hour, else 15 minutes

@@ -48,13 +48,14 @@ def _sp500() -> pd.DataFrame:
 def _aapl() -> pd.DataFrame:
     from bokeh_sampledata import stocks
 
-    raw = stocks.AAPL
+    raw = stocks.AAPL  # unadjusted prices: the 2005 split is a real-data jump, fine for these
     return pd.DataFrame(
         {
             "ts": pd.to_datetime(raw["date"]).tz_localize("UTC"),
-            **{name: np.asarray(raw[name], dtype=float) for name in ("open", "high", "low")},
-            "close": np.asarray(raw["close"], dtype=float),
-            "volume": np.asarray(raw["volume"], dtype=float),
+            **{
+                name: np.asarray(raw[name], dtype=float)
+                for name in ("open", "high", "low", "close", "volume")
+            },
         }
     )
 
@@ -583,6 +584,26 @@ def test_batched_results_equal_per_series_results():
     for key, bars, asset_class, timeframe in series:
         single = compute_features(bars, asset_class=asset_class, timeframe=timeframe)
         pd.testing.assert_frame_equal(batched[key], single, check_exact=True)
+
+
+@pytest.mark.parametrize("shift_last_by_days", [0, 1])
+def test_batched_series_on_one_bar_grid_equal_per_series_results(shift_last_by_days):
+    # Equal-length intraday series on the same timestamps share one session lookup; a series of
+    # the same length on other dates must not.
+    days = pd.bdate_range("2024-03-06", "2024-03-14", tz="America/New_York")
+    utc = (days + pd.Timedelta(hours=9, minutes=30)).tz_convert(None).to_numpy()
+    grid = pd.DatetimeIndex((utc[:, None] + np.arange(13) * np.timedelta64(30, "m")).ravel())
+    series = []
+    for i in range(4):
+        stamps = grid + pd.Timedelta(days=shift_last_by_days if i == 3 else 0)
+        bars = _intraday_bars(list(stamps.tz_localize("UTC")), seed=10 + i)
+        series.append((i, bars, "equity", "30m"))
+    batched = compute_features_many(series)
+    for key, bars, asset_class, timeframe in series:
+        single = compute_features(bars, asset_class=asset_class, timeframe=timeframe)
+        pd.testing.assert_frame_equal(batched[key], single, check_exact=True)
+        expected = _vwap_reference(bars, "America/New_York")
+        _assert_close(batched[key]["vwap"], expected, rtol=1e-12)
 
 
 def test_stacked_frame_equals_batched_results():
