@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from market_pipeline.core.features import compute_features
+from market_pipeline.core.features import compute_features, compute_features_many
 from market_pipeline.core.timeframes import Timeframe
 from market_pipeline.core.universe import Universe
 from market_pipeline.core.validation import validate_bars
@@ -135,6 +135,30 @@ def refresh_pairs(
     return [outcomes[pair] for pair in pairs]
 
 
+def _features_of(
+    ready: dict[Pair, pd.DataFrame], outcomes: dict[Pair, PairOutcome]
+) -> dict[Pair, pd.DataFrame]:
+    """Features of all pairs in one batched pass; if the batch raises, pair by pair, so that a
+    numeric problem in one series fails that pair only."""
+    if not ready:
+        return {}
+    try:
+        return compute_features_many(
+            (pair, bars, outcomes[pair].asset_class, pair[1]) for pair, bars in ready.items()
+        )
+    except Exception:  # noqa: BLE001 - find the culprit below
+        log.warning("batched feature computation failed; retrying pair by pair")
+    out: dict[Pair, pd.DataFrame] = {}
+    for pair, bars in ready.items():
+        try:
+            out[pair] = compute_features(
+                bars, asset_class=outcomes[pair].asset_class, timeframe=pair[1]
+            )
+        except Exception as exc:  # noqa: BLE001
+            outcomes[pair].fail("computing features", exc)
+    return out
+
+
 def _refresh_features(
     outcomes: dict[Pair, PairOutcome],
     repository: MarketDataRepository,
@@ -145,7 +169,7 @@ def _refresh_features(
     live = [pair for pair, outcome in outcomes.items() if outcome.ok]
     history = dict(known_history)
     history.update(repository.load_bars([p for p in live if p not in known_history]))
-    computed: dict[Pair, pd.DataFrame] = {}
+    ready: dict[Pair, pd.DataFrame] = {}
     for pair in live:
         outcome = outcomes[pair]
         bars = history.get(pair)
@@ -155,11 +179,10 @@ def _refresh_features(
         outcome.bar_count = len(bars)
         outcome.first_bar_at = _utc(bars["ts"].iloc[0])
         outcome.last_bar_at = _utc(bars["ts"].iloc[-1])
-        try:
-            frame = compute_features(bars, asset_class=outcome.asset_class, timeframe=pair[1])
-        except Exception as exc:  # noqa: BLE001 - e.g. a numeric edge case in one series
-            outcome.fail("computing features", exc)
-            continue
+        ready[pair] = bars
+    features = _features_of(ready, outcomes)
+    computed: dict[Pair, pd.DataFrame] = {}
+    for pair, frame in features.items():
         if first_new_bar is not None and pair in latest:
             # Incremental: rows before the first newly fetched bar are unchanged (features are
             # causal), so only the tail is written.

@@ -104,3 +104,22 @@ def test_bad_rows_are_rejected_counted_and_never_stored(engine):
     assert (stored["high"] >= stored[["open", "close"]].max(axis=1)).all()
     assert (stored[["open", "high", "low", "close"]] > 0).all().all()
     assert outcomes[("BTC-USD", "1h")].rows_rejected == 0
+
+
+def test_a_series_whose_features_raise_fails_alone_in_the_batch():
+    from market_pipeline.refresh import PairOutcome, _features_of
+
+    good = pd.DataFrame(
+        {"ts": pd.date_range("2026-01-01", periods=30, freq="1D", tz="UTC"),
+         "open": 10.0, "high": 11.0, "low": 9.0, "close": np.linspace(10, 11, 30),
+         "volume": 100.0}
+    )
+    bad = good.iloc[::-1].reset_index(drop=True)  # time runs backwards: refused by the kernel
+    outcomes = {
+        pair: PairOutcome(pair[0], pair[1], "equity", started_at=T1)
+        for pair in [("GOOD", "1d"), ("BAD", "1d")]
+    }
+    out = _features_of({("GOOD", "1d"): good, ("BAD", "1d"): bad}, outcomes)
+    assert set(out) == {("GOOD", "1d")} and len(out[("GOOD", "1d")]) == 30
+    assert outcomes[("GOOD", "1d")].ok
+    assert "computing features failed for BAD 1d" in outcomes[("BAD", "1d")].error
