@@ -464,8 +464,8 @@ def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 # Scratch buffers of the kernel, each one block of cells.
-(_S1, _S2, _SQ, _STD, _CENTRED, _TMP, _CHANGE, _TYPICAL, _PV, _CUM_PV, _CUM_V) = range(11)
-_N_SCRATCH = 11
+(_S1, _S2, _SQ, _STD, _CENTRED, _TMP, _CHANGE, _TYPICAL) = range(8)
+_N_SCRATCH = 8
 _N_LEVELS = _SMA_SLOW.bit_length() - 1  # doubling levels 2, 4, ..., 32 for windows up to 50
 
 
@@ -482,8 +482,10 @@ class _Kernel:
         self._levels = np.empty((_N_LEVELS, cells))
         self._wilder = np.empty((2, cells))
         self._averages = np.empty((2, cells))
-        # Cumulative sums with a leading 0 column per row (at most ``cells`` rows).
-        self._cumulative = np.empty((2, 2 * cells))
+        # VWAP pairs (price x volume, volume) and their cumulative sums with a leading 0 column
+        # per row (at most ``cells`` rows).
+        self._pairs = np.empty(cells, dtype=np.complex128)
+        self._cumulative = np.empty(2 * cells, dtype=np.complex128)
         self._flags = np.empty((2, cells), dtype=bool)
         self._index = np.empty(cells, dtype=np.int64)
         self._inputs: tuple[np.ndarray, ...] | None = None
@@ -750,28 +752,28 @@ class _Kernel:
         vwap = flat("vwap")
         no_volume = self._flags[0, :m]
         if not daily.all():
-            # Row cumulative sums minus their value before the session's first bar. Each row of
-            # the cumulative buffers starts with a 0 column, so "before bar t" is column t. Exact
-            # for zero volume: adding zeros does not change a float, so no volume yet is exactly 0.
-            pv = scratch[_PV]
-            np.multiply(typical, v, out=pv)
-            cums = self._cumulative[:, : rows * (width + 1)].reshape(2, rows, width + 1)
-            cums[:, :, 0] = 0.0
-            np.cumsum(pv.reshape(rows, width), axis=1, out=cums[0, :, 1:])
-            np.cumsum(volume, axis=1, out=cums[1, :, 1:])
-            session = scratch[_CUM_PV : _CUM_V + 1].reshape(2, rows, width)
-            # Flat index of "before the session's first bar" in the cumulative buffers: a running
-            # maximum of the session start column (integer, so a fast one), shifted to the row.
+            # Row cumulative sums minus their value before the session's first bar. Exact for zero
+            # volume: adding zeros does not change a float, so no volume yet is exactly 0.
+            # Price x volume and volume ride as the real and imaginary parts of one complex array:
+            # complex sums add the parts independently (same bits as two float cumsums) in the
+            # time of one.
+            pairs = self._pairs[:m].reshape(rows, width)
+            np.multiply(typical.reshape(rows, width), volume, out=pairs.real)
+            np.copyto(pairs.imag, volume)
+            # Each row of the cumulative sums starts with a 0 column: "before bar t" is column t.
+            cums = self._cumulative[: rows * (width + 1)].reshape(rows, width + 1)
+            cums[:, 0] = 0.0
+            np.cumsum(pairs, axis=1, out=cums[:, 1:])
+            # Flat index of "before the session's first bar": a running maximum of the session
+            # start column (integer, so a fast one), shifted to the row.
             first = self._index[:m].reshape(rows, width)
             np.multiply(new_session, np.arange(width), out=first)
             np.maximum.accumulate(first, axis=1, out=first)
             first += (np.arange(rows) * (width + 1))[:, None]
-            for k in range(2):
-                np.take(cums[k].reshape(-1), first.reshape(-1), out=session[k].reshape(-1))
-            for k in range(2):
-                np.subtract(cums[k, :, 1:], session[k], out=session[k])
-            np.divide(session[0].reshape(-1), session[1].reshape(-1), out=vwap)
-            np.less_equal(session[1].reshape(-1), 0.0, out=no_volume)
+            np.take(cums.reshape(-1), first.reshape(-1), out=pairs.reshape(-1))
+            np.subtract(cums[:, 1:], pairs, out=pairs)
+            np.divide(pairs.real, pairs.imag, out=feature("vwap"))
+            np.less_equal(pairs.imag, 0.0, out=no_volume.reshape(rows, width))
             np.copyto(vwap, np.nan, where=no_volume)
         if daily.any():
             # Daily bars: each bar is its own session, so its VWAP is its typical price.

@@ -630,3 +630,12 @@ def test_stacked_lengths_must_cover_the_frame():
     bars = _bars([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="add up to 2"):
         compute_features_stacked(bars, lengths=[2], asset_classes=["equity"], timeframes=["1d"])
+
+
+def test_timestamps_displayed_in_another_zone_are_the_same_instants_and_come_back_in_utc():
+    bars = _intraday_bars([f"2024-03-11T{h:02d}:30Z" for h in range(13, 20)])
+    shown_in_new_york = bars.assign(ts=bars["ts"].dt.tz_convert("America/New_York"))
+    expected = compute_features(bars, asset_class="equity", timeframe="1h")
+    actual = compute_features(shown_in_new_york, asset_class="equity", timeframe="1h")
+    pd.testing.assert_frame_equal(actual, expected, check_exact=True)
+    assert str(actual["ts"].dt.tz) == "UTC"
