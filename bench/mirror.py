@@ -3,8 +3,8 @@
 Backlog: 10 real single-partition runs of the market-data job are executed on a PostgreSQL-backed
 Dagster instance; each is then replayed 99 times under new run ids (the run record and every one
 of its events copied in Dagster's own tables with the run id replaced, see :func:`replay_runs`)
-to make a backlog of 1,000 finished runs. ``reconcile_instance`` then mirrors the whole backlog in one pass. The baseline is the read
-any projection needs: the same run-record pages plus each run's events of the types the mirror
+to make a backlog of 1,000 finished runs. ``reconcile_instance`` then mirrors the whole backlog
+in one pass. The baseline is the read any projection needs: the same run-record pages plus each run's events of the types the mirror
 reads, straight from Dagster's storage, timed just before the reconcile.
 
 Lag (not in smoke mode): ``dagster-daemon run`` serves the project's definitions (production
@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from bench.common import (
     HIGHER_IS_BETTER,
     Result,
-
     median,
     migrated_engine,
     temp_database,
