@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-smoke validate serve clean-data
+.PHONY: demo test bench bench-smoke validate serve dev clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ test: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
+
+# The admin HTTP API on 127.0.0.1:8000 over the same database (after `make demo`).
+serve: $(STAMP)
+	$(BIN)/market-pipeline serve
+
+dev: $(STAMP)
+	$(BIN)/market-pipeline dagster-home >/dev/null
+	DAGSTER_HOME=$$($(BIN)/market-pipeline dagster-home) $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -45,6 +45,11 @@ def _engine(settings: Settings):
     return make_engine(settings.db_url)
 
 
+def cmd_dagster_home(settings: Settings, args: argparse.Namespace) -> int:
+    print(prepare_dagster_home(settings))
+    return 0
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from market_pipeline.storage.engine import describe_url
     from market_pipeline.storage.migrations import migrate
@@ -175,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep a market-data store current and observable (a Dagster project).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "dagster-home",
+        help="prepare the Dagster instance folder (DAGSTER_HOME) and print its path",
+    )
+    p.set_defaults(func=cmd_dagster_home)
 
     p = sub.add_parser("migrate", help="apply pending SQL migrations to MARKET_PIPELINE_DB_URL")
     p.set_defaults(func=cmd_migrate)
