@@ -574,7 +574,10 @@ def apply_projection(
     if newly_failed:
         result.alerts = repeated_failures(store, [(p.symbol, p.timeframe) for p in newly_failed])
         for alert in result.alerts:
-            logger.error(format_alert(alert, store.failure_alert_threshold))
+            line = format_alert(alert, store.failure_alert_threshold)
+            log.error(line)  # the process log (daemon output, CLI), whatever ``logger`` is
+            if logger is not log:
+                logger.error(line)
     return result
 
 
