@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run only these cases (of {', '.join(CASES)})",
     )
     parser.add_argument("--output", type=Path, default=LATEST_JSON, help="results JSON file")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the records of cases not run now from the existing output file (to re-run "
+        "one case after a crash; each record keeps its own machine record and time)",
+    )
     args = parser.parse_args(argv)
 
     results: list[Result] = []
@@ -39,12 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             module = importlib.import_module(f"bench.{name}")
-            results.extend(module.run(smoke=args.smoke))
+            for result in module.run(smoke=args.smoke):
+                result.case = name
+                results.append(result)
         except Exception:  # noqa: BLE001 - report the crash, keep the other cases' figures
             traceback.print_exc()
             failed.append(name)
         print(f"[bench] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
-    path = write_json(results, args.output, smoke=args.smoke)
+    ran = set(args.only or CASES) - set(failed)
+    kept = []
+    if args.merge and args.output.is_file():
+        kept = [r for r in json.loads(args.output.read_text()) if r.get("case") not in ran]
+    path = write_json(results, args.output, smoke=args.smoke, keep=kept)
     print()
     print(format_table(results))
     print(f"\nwrote {path}")

@@ -173,6 +173,7 @@ class Result:
     goal_met: bool | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    case: str = ""
 
     @property
     def ratio(self) -> float:
@@ -228,13 +229,20 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def write_json(results: Sequence[Result], path: Path = LATEST_JSON, *, smoke: bool) -> Path:
-    """Write ``results`` as a JSON list of records, each with the machine it ran on."""
+def write_json(
+    results: Sequence[Result],
+    path: Path = LATEST_JSON,
+    *,
+    smoke: bool,
+    keep: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """Write ``results`` as a JSON list of records, each with the machine it ran on; records in
+    ``keep`` (already in JSON form, from an earlier invocation) come first, unchanged."""
     machine = machine_info()
     machine["smoke"] = smoke
     machine["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     path.parent.mkdir(parents=True, exist_ok=True)
-    records = [r.as_json(machine) for r in results]
+    records = [*keep, *(r.as_json(machine) for r in results)]
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(records, indent=2) + "\n")
     tmp.replace(path)

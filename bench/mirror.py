@@ -155,7 +155,7 @@ def measure_lag(instance_url: str, market_url: str, universe: Path, workdir: Pat
         from market_pipeline.definitions import build_definitions
 
         job = build_definitions(settings).get_job_def(MARKET_DATA_JOB)
-        instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home)))
+        instance = dg.DagsterInstance.from_config(str(home))
         with instance, dagster_logs_to(workdir / "lag_runs.log"):
             deadline = time.monotonic() + 120
             while not any(
