@@ -8,30 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from market_pipeline.core.features import FEATURE_COLUMNS
 from market_pipeline.storage.types import UTCDateTime, UUIDString
 
 metadata = sa.MetaData()
-
-FEATURE_COLUMNS = (
-    "simple_return",
-    "log_return",
-    "volatility_20",
-    "sma_20",
-    "sma_50",
-    "ema_12",
-    "ema_26",
-    "rsi_14",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "atr_14",
-    "obv",
-    "vwap",
-    "zscore_20",
-)
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
