@@ -78,6 +78,7 @@ def run_backfill(
     timeframes: Sequence[str] | None = None,
     trigger: str = "manual",
     instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
 ) -> BackfillResult:
     """Run the market-data job in this process over the chosen pairs, one run per range."""
     from market_pipeline.definitions import build_definitions
@@ -85,7 +86,7 @@ def run_backfill(
     universe = load_universe(settings.universe_path)
     ranges = partition_ranges(universe, symbols, timeframes)
     defs = build_definitions(settings)
-    job = defs.get_job_def(MARKET_DATA_JOB)
+    job = defs.resolve_job_def(MARKET_DATA_JOB)
     result = BackfillResult(pairs=len(symbols or universe.symbol_names)
                             * len(timeframes or universe.timeframes))
     owned = instance is None
@@ -96,6 +97,9 @@ def run_backfill(
                 instance=instance,
                 raise_on_error=False,
                 tags={RANGE_START_TAG: start, RANGE_END_TAG: end, TRIGGER_TAG: trigger},
+                # The terminal gets the run's own messages (and errors); the per-partition events
+                # are in the instance for the UI and the mirror.
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
             result.run_ids.append(run.run_id)
             if not run.success:

@@ -191,7 +191,7 @@ def test_a_run_failing_as_a_whole_is_failed_with_the_underlying_error(engine, se
 
 
 def _created_run(instance, settings, status):
-    job = build_definitions(settings).get_job_def(MARKET_DATA_JOB)
+    job = build_definitions(settings).resolve_job_def(MARKET_DATA_JOB)
     run = instance.create_run_for_job(
         job, tags={RANGE_START_TAG: "AAPL|1h", RANGE_END_TAG: "BTC-USD|1d"}, status=status
     )
