@@ -544,6 +544,77 @@ def test_failures_with_unknown_or_malformed_execution_ids_are_refused(engine, st
     assert rows(engine, feature_computation_failures) == []
 
 
+def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, store):
+    """Among many statuses of the pair only a completed one at or after failed_at resolves a late
+    failure, and the earliest such success is the one recorded as resolving it."""
+    earlier, failing, failed_later, first_fix, second_fix = (
+        new_execution(store) for _ in range(5)
+    )
+    statuses = [
+        (earlier, "completed", T0 - timedelta(hours=5)),
+        (failed_later, "failed", T0 - timedelta(minutes=30)),
+        (second_fix, "completed", T0 + timedelta(hours=2)),
+        (first_fix, "completed", T0 + timedelta(hours=1)),
+    ]
+    store.log_symbol_computation_statuses(
+        {"execution_id": eid, "symbol": "XYZ", "timeframe": "1h", "status": status,
+         "completed_at": at}
+        for eid, status, at in statuses
+    )
+    fid = store.log_feature_computation_failure(
+        symbol="XYZ", timeframe="1h", error_message="late", execution_id=failing, failed_at=T0
+    )
+    (row,) = failure_rows(engine, "XYZ", "1h")
+    assert row.id == fid
+    assert (row.resolved, row.resolved_at, row.resolved_by_execution_id) == (
+        True, T0 + timedelta(hours=1), first_fix
+    )
+    # A failure after every success of the pair opens it; the other pair is untouched.
+    later = store.log_feature_computation_failure(
+        symbol="XYZ", timeframe="1h", error_message="new", execution_id=new_execution(store),
+        failed_at=T0 + timedelta(hours=3),
+    )
+    assert [(r.id, r.resolved) for r in failure_rows(engine, "XYZ", "1h")] == [
+        (fid, True), (later, False)
+    ]
+    assert failure_rows(engine, "XYZ", "1d") == []
+
+
+def test_a_failure_write_is_one_statement_on_postgresql(engine, store):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the single-statement path is PostgreSQL's")
+    eid = new_execution(store)
+    with StatementCounter(engine) as counter:
+        store.log_feature_computation_failure(
+            symbol="XYZ", timeframe="1h", error_message="x", execution_id=eid
+        )
+    assert counter.count == 2  # SET LOCAL synchronous_commit, then the statement
+    assert failure_rows(engine, "XYZ", "1h")[0].retry_count == 0
+
+
+def test_writes_skip_the_commit_flush_only_inside_their_own_transaction(engine, store):
+    """On PostgreSQL each write transaction turns synchronous_commit off with SET LOCAL; the
+    pooled connection is back to the server default afterwards (other users keep durability)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        eid = new_execution(store)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert seen[0] == "SET LOCAL synchronous_commit = off"
+    assert execution_row(engine, eid).status == "running"
+    with engine.connect() as conn:
+        default = conn.exec_driver_sql("SELECT reset_val FROM pg_settings "
+                                       "WHERE name = 'synchronous_commit'").scalar_one()
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == default
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
