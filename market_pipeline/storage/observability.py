@@ -27,6 +27,7 @@ Conventions shared by every method:
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +41,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from market_pipeline.core.freshness import (
     FRESHNESS_STATUSES,
-    count_by_status,
     freshness_cutoffs,
     freshness_status,
     health_status,
@@ -210,12 +210,6 @@ def _duration_between(
     return seconds
 
 
-def _newest_first(item: dict[str, Any]) -> tuple:
-    """Sort key: never computed first, then largest staleness, then symbol and timeframe."""
-    seconds = item["staleness_seconds"]
-    return (seconds is not None, -(seconds or 0.0), item["symbol"], item["timeframe"])
-
-
 # --------------------------------------------------------------------------------------------
 # The store
 # --------------------------------------------------------------------------------------------
@@ -266,6 +260,11 @@ class ObservabilityStore:
                 symbol, timeframe = pair
                 pairs[(_check_key(symbol, "symbol"), _check_key(timeframe, "timeframe"))] = None
             self._monitored = tuple(pairs)
+        # The monitored pairs as the bound parameters of the freshness queries, built once.
+        monitored = self._monitored or ()
+        self._monitored_symbols = [symbol for symbol, _ in monitored]
+        self._monitored_tfs = [timeframe for _, timeframe in monitored]
+        self._monitored_json = json.dumps([list(pair) for pair in monitored])
 
     @property
     def engine(self) -> Engine:
@@ -985,30 +984,61 @@ class ObservabilityStore:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def _freshness_items(self, conn: Connection, now: datetime) -> list[dict[str, Any]]:
-        """Every monitored pair with status and staleness computed at ``now`` (never the cache)."""
+    def _freshness_source(self, now: datetime):
+        """``(from_clause, symbol, timeframe, last_computed_at, data_point_count, status)``: the
+        monitored pairs with their freshness status computed in SQL at ``now``.
+
+        With ``monitored_pairs`` the pairs come from the bound parameters (two arrays unnested on
+        PostgreSQL, a JSON array on SQLite: one or two parameters whatever the universe size, so
+        the compiled statement is cached) LEFT JOINed to ``feature_freshness``; a pair without a
+        row has NULL ``last_computed_at`` and is therefore ``missing``. Without it, every row of
+        the table. The status is a CASE against the cutoffs of :func:`freshness_cutoffs` (the
+        same rule as :func:`freshness_status`, as exact timestamp comparisons), never the cached
+        ``status`` column.
+        """
         t = freshness_t
-        rows = conn.execute(
-            sa.select(t.c.symbol, t.c.timeframe, t.c.last_computed_at, t.c.data_point_count)
-        ).all()
-        stored = {(r.symbol, r.timeframe): r for r in rows}
-        pairs = self._monitored if self._monitored is not None else sorted(stored)
-        items = []
-        for symbol, timeframe in pairs:
-            row = stored.get((symbol, timeframe))
-            last = row.last_computed_at if row is not None else None
-            count = row.data_point_count if row is not None else 0
-            items.append(
-                {
-                    "symbol": symbol,
-                    "timeframe": timeframe,
-                    "last_computed_at": last,
-                    "staleness_seconds": staleness_seconds(last, now),
-                    "status": freshness_status(last, count, now),
-                    "data_point_count": count,
-                }
+        if self._monitored is None:
+            source = t
+            symbol, timeframe = t.c.symbol, t.c.timeframe
+            count = t.c.data_point_count
+        else:
+            if self._dialect == "postgresql":
+                array = postgresql.ARRAY(sa.Text)
+                pairs = (
+                    sa.func.unnest(
+                        sa.cast(sa.bindparam("monitored_symbols", self._monitored_symbols), array),
+                        sa.cast(sa.bindparam("monitored_timeframes", self._monitored_tfs), array),
+                    )
+                    .table_valued("symbol", "timeframe")
+                    .render_derived(name="monitored")
+                )
+            else:
+                each = sa.func.json_each(
+                    sa.bindparam("monitored_pairs", self._monitored_json, type_=sa.Text)
+                ).table_valued("value")
+                pairs = sa.select(
+                    sa.func.json_extract(each.c.value, "$[0]").label("symbol"),
+                    sa.func.json_extract(each.c.value, "$[1]").label("timeframe"),
+                ).subquery("monitored")
+            symbol, timeframe = pairs.c.symbol, pairs.c.timeframe
+            source = pairs.outerjoin(
+                t, sa.and_(t.c.symbol == symbol, t.c.timeframe == timeframe)
             )
-        return items
+            count = sa.func.coalesce(t.c.data_point_count, 0)
+        last = t.c.last_computed_at
+        fresh_after, stale_at = freshness_cutoffs(now)
+        status = sa.case(
+            (sa.or_(last.is_(None), count == 0), "missing"),
+            (last > sa.literal(fresh_after, UTCDateTime), "fresh"),
+            (last > sa.literal(stale_at, UTCDateTime), "aging"),
+            else_="stale",
+        )
+        return source, symbol, timeframe, last, count, status
+
+    def _code_point_order(self, column):
+        """``column`` ordered by code point, as Python sorts strings (PostgreSQL would otherwise
+        use the database's linguistic collation; SQLite's default BINARY already is)."""
+        return column.collate("C") if self._dialect == "postgresql" else column
 
     def get_feature_staleness_report(self, *, limit: int = 50) -> dict[str, Any]:
         """The spec's ``/admin/features/staleness`` body, computed at read time.
@@ -1016,17 +1046,61 @@ class ObservabilityStore:
         ``summary`` counts every monitored pair; each ``by_status`` list holds at most ``limit``
         pairs (the cap is per list), most stale first (never-computed pairs first, then by
         staleness, ties by symbol and timeframe). ``summary.total_monitored`` counts pairs.
+
+        One query: statuses, per-status counts (a window count, so the cap does not hide pairs)
+        and the ranking are computed in SQL, and only the listed pairs come back; their
+        ``staleness_seconds`` is then computed in Python at microsecond precision.
         """
         _check_limit(limit)
         now = self._now()
-        with self._engine.connect() as conn:
-            items = self._freshness_items(conn, now)
-        counts = count_by_status([item["status"] for item in items])
+        source, symbol, timeframe, last, count, status = self._freshness_source(now)
+        # Most stale first = smallest min(last_computed_at, now): a computation in the future
+        # has staleness 0, so those tie and fall back to symbol and timeframe as in Python.
+        now_param = sa.literal(now, UTCDateTime)
+        clamped = sa.case((last > now_param, now_param), else_=last)
+        ranked = (
+            sa.select(
+                symbol.label("symbol"),
+                timeframe.label("timeframe"),
+                last.label("last_computed_at"),
+                count.label("data_point_count"),
+                status.label("status"),
+                sa.func.row_number()
+                .over(
+                    partition_by=status,
+                    order_by=[
+                        sa.case((last.is_(None), 0), else_=1),
+                        clamped,
+                        self._code_point_order(symbol),
+                        self._code_point_order(timeframe),
+                    ],
+                )
+                .label("rank"),
+                sa.func.count().over(partition_by=status).label("status_count"),
+            )
+            .select_from(source)
+            .subquery("ranked")
+        )
+        stmt = (
+            sa.select(ranked)
+            .where(ranked.c.rank <= sa.bindparam("per_status_limit", limit))
+            .order_by(ranked.c.status, ranked.c.rank)
+        )
         by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
-        for item in sorted(items, key=_newest_first):
-            bucket = by_status[item["status"]]
-            if len(bucket) < limit:
-                bucket.append(item)
+        counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
+        with self._engine.connect() as conn:
+            for row in conn.execute(stmt):
+                counts[row.status] = row.status_count
+                by_status[row.status].append(
+                    {
+                        "symbol": row.symbol,
+                        "timeframe": row.timeframe,
+                        "last_computed_at": row.last_computed_at,
+                        "staleness_seconds": staleness_seconds(row.last_computed_at, now),
+                        "status": row.status,
+                        "data_point_count": row.data_point_count,
+                    }
+                )
         return {
             "timestamp": now,
             "summary": {
@@ -1034,7 +1108,7 @@ class ObservabilityStore:
                 "aging_count": counts["aging"],
                 "stale_count": counts["stale"],
                 "missing_count": counts["missing"],
-                "total_monitored": len(items),
+                "total_monitored": sum(counts.values()),
             },
             "by_status": by_status,
         }
@@ -1054,74 +1128,113 @@ class ObservabilityStore:
         ``missing_features_count``, ``open_failures_count`` and ``alerts``: open failures of
         pairs that failed ``failure_alert_threshold`` or more times in a row, as
         ``{symbol, timeframe, consecutive_failures, error, failed_at}``, most failures first.
+
+        Two queries: one row with the freshness counts (statuses computed in SQL at read time),
+        the open failure count and the last execution; then the recent and alerting open
+        failures as one UNION ALL.
         """
         _check_limit(recent_failures_limit, "recent_failures_limit")
         now = self._now()
         e = executions_t
         f = failures_t
         open_failure = sa.not_(f.c.resolved)
+        source, symbol, _, _, _, status = self._freshness_source(now)
+
+        def status_count(name: str):
+            return sa.func.coalesce(
+                sa.func.sum(sa.case((status == name, 1), else_=0)), 0
+            ).label(f"{name}_count")
+
+        counts = (
+            sa.select(
+                *(status_count(name) for name in FRESHNESS_STATUSES),
+                sa.func.count().label("total_monitored"),
+                sa.func.count(sa.distinct(symbol)).label("symbols"),
+            )
+            .select_from(source)
+            .subquery("counts")
+        )
+        last = (
+            sa.select(
+                e.c.execution_id,
+                e.c.started_at,
+                e.c.completed_at,
+                e.c.status,
+                e.c.total_symbols,
+                e.c.successful_symbols,
+                e.c.failed_symbols,
+                e.c.error_message,
+            )
+            .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
+            .limit(1)
+            .subquery("last_execution")
+        )
+        open_count = (
+            sa.select(sa.func.count()).select_from(f).where(open_failure).scalar_subquery()
+        )
+        summary_stmt = sa.select(
+            counts, open_count.label("open_failures"), last
+        ).select_from(counts.outerjoin(last, sa.true()))
+        failure_columns = (
+            f.c.id,
+            f.c.symbol,
+            f.c.timeframe,
+            f.c.error_message,
+            f.c.failed_at,
+            f.c.retry_count,
+            f.c.execution_id,
+        )
+        recent_q = (
+            sa.select(sa.literal("recent").label("kind"), *failure_columns)
+            .where(open_failure)
+            .order_by(f.c.failed_at.desc(), f.c.id.desc())
+            .limit(sa.bindparam("recent_failures_limit", recent_failures_limit))
+            .subquery("recent")
+        )
+        alert_q = sa.select(sa.literal("alert").label("kind"), *failure_columns).where(
+            open_failure, f.c.retry_count + 1 >= sa.bindparam("alert_threshold", self._threshold)
+        )
+        failures_stmt = sa.union_all(sa.select(recent_q), alert_q)
         with self._engine.connect() as conn:
-            last = conn.execute(
-                sa.select(
-                    e.c.execution_id,
-                    e.c.started_at,
-                    e.c.completed_at,
-                    e.c.status,
-                    e.c.total_symbols,
-                    e.c.successful_symbols,
-                    e.c.failed_symbols,
-                    e.c.error_message,
-                )
-                .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
-                .limit(1)
-            ).first()
-            items = self._freshness_items(conn, now)
-            open_count = conn.execute(
-                sa.select(sa.func.count()).select_from(f).where(open_failure)
-            ).scalar_one()
-            recent = conn.execute(
-                sa.select(
-                    f.c.symbol,
-                    f.c.timeframe,
-                    f.c.error_message,
-                    f.c.failed_at,
-                    f.c.retry_count,
-                    f.c.execution_id,
-                )
-                .where(open_failure)
-                .order_by(f.c.failed_at.desc(), f.c.id.desc())
-                .limit(recent_failures_limit)
-            ).all()
-            alerting = conn.execute(
-                sa.select(
-                    f.c.symbol, f.c.timeframe, f.c.error_message, f.c.failed_at, f.c.retry_count
-                )
-                .where(open_failure, f.c.retry_count + 1 >= self._threshold)
-                .order_by(f.c.retry_count.desc(), f.c.failed_at.desc(), f.c.id.desc())
-            ).all()
-        counts = count_by_status([item["status"] for item in items])
+            summary = conn.execute(summary_stmt).one()
+            failure_rows = conn.execute(failures_stmt).all()
+        recent = sorted(
+            (r for r in failure_rows if r.kind == "recent"),
+            key=lambda r: (r.failed_at, r.id),
+            reverse=True,
+        )
+        alerting = sorted(
+            (r for r in failure_rows if r.kind == "alert"),
+            key=lambda r: (r.retry_count, r.failed_at, r.id),
+            reverse=True,
+        )
+        counts_by_status = {name: int(summary._mapping[f"{name}_count"]) for name in (
+            FRESHNESS_STATUSES
+        )}
+        open_failures = int(summary.open_failures)
+        has_last = summary.execution_id is not None
         status, reasons = health_status(
-            last_execution_status=None if last is None else last.status,
-            stale_count=counts["stale"],
-            missing_count=counts["missing"],
-            open_failures_count=open_count,
+            last_execution_status=summary.status if has_last else None,
+            stale_count=counts_by_status["stale"],
+            missing_count=counts_by_status["missing"],
+            open_failures_count=open_failures,
         )
         return {
             "status": status,
             "timestamp": now,
             "last_execution": None
-            if last is None
+            if not has_last
             else {
-                "execution_id": last.execution_id,
-                "started_at": last.started_at,
-                "completed_at": last.completed_at,
-                "status": last.status,
-                "successful_symbols": last.successful_symbols,
-                "failed_symbols": last.failed_symbols,
-                "total_symbols": last.total_symbols,
-                "error_message": last.error_message,
+                "execution_id": summary.execution_id,
+                "started_at": summary.started_at,
+                "completed_at": summary.completed_at,
+                "status": summary.status,
+                "successful_symbols": summary.successful_symbols,
+                "failed_symbols": summary.failed_symbols,
+                "total_symbols": summary.total_symbols,
+                "error_message": summary.error_message,
             },
-            "stale_features_count": counts["stale"] + counts["missing"],
+            "stale_features_count": counts_by_status["stale"] + counts_by_status["missing"],
             "recent_failures": [
                 {
                     "symbol": r.symbol,
@@ -1133,16 +1246,16 @@ class ObservabilityStore:
                 }
                 for r in recent
             ],
-            "total_symbols_monitored": len({item["symbol"] for item in items}),
+            "total_symbols_monitored": int(summary.symbols),
             "reasons": reasons,
-            "missing_features_count": counts["missing"],
-            "open_failures_count": open_count,
+            "missing_features_count": counts_by_status["missing"],
+            "open_failures_count": open_failures,
             "freshness_summary": {
-                "fresh_count": counts["fresh"],
-                "aging_count": counts["aging"],
-                "stale_count": counts["stale"],
-                "missing_count": counts["missing"],
-                "total_monitored": len(items),
+                "fresh_count": counts_by_status["fresh"],
+                "aging_count": counts_by_status["aging"],
+                "stale_count": counts_by_status["stale"],
+                "missing_count": counts_by_status["missing"],
+                "total_monitored": int(summary.total_monitored),
             },
             "alerts": [
                 {

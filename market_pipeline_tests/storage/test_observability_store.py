@@ -1056,6 +1056,68 @@ def test_monitored_pairs_without_rows_are_missing_and_others_are_ignored(engine,
     assert health["stale_features_count"] == 2
 
 
+def test_report_order_matches_python_sorting_of_every_pair(engine, clock):
+    """The ranking done in SQL equals sorting every pair in Python: never computed first, then
+    most stale, ties (equal ages, future computations clamped to 0) by code-point order of
+    symbol then timeframe, whatever the database collation; counts ignore the cap."""
+    pairs = [("aapl", "1d"), ("AAPL", "1d"), ("Zed", "1d"), ("ÉTF", "1d"), ("B", "1h"),
+             ("B", "15m"), ("NEVER", "1d"), ("ZERO", "1d"), ("FUT1", "1d"), ("FUT0", "1d")]
+    store = make_store(engine, clock, monitored_pairs=pairs)
+    ages = {("aapl", "1d"): 100, ("AAPL", "1d"): 100, ("Zed", "1d"): 100, ("ÉTF", "1d"): 100,
+            ("B", "1h"): 90000, ("B", "15m"): 90000, ("FUT1", "1d"): -50, ("FUT0", "1d"): -5}
+    seed_freshness(store, ages)
+    store.update_feature_freshness(
+        symbol="ZERO", timeframe="1d", last_computed_at=T0 - timedelta(seconds=10),
+        data_point_count=0, now=T0,
+    )
+    report = store.get_feature_staleness_report(limit=MAX_LIMIT)
+    listed = [item for items in report["by_status"].values() for item in items]
+    assert len(listed) == len(pairs) == report["summary"]["total_monitored"]
+
+    def python_key(item):
+        seconds = item["staleness_seconds"]
+        return (seconds is not None, -(seconds or 0.0), item["symbol"], item["timeframe"])
+
+    for status, items in report["by_status"].items():
+        assert items == sorted(items, key=python_key), status
+        for item in items:
+            assert item["status"] == status == freshness_status(
+                item["last_computed_at"], item["data_point_count"], T0
+            )
+    assert [i["symbol"] for i in report["by_status"]["fresh"]] == [
+        "AAPL", "Zed", "aapl", "ÉTF", "FUT0", "FUT1"
+    ]
+    assert [(i["symbol"], i["timeframe"]) for i in report["by_status"]["stale"]] == [
+        ("B", "15m"), ("B", "1h")
+    ]
+    assert [i["symbol"] for i in report["by_status"]["missing"]] == ["NEVER", "ZERO"]
+    capped = store.get_feature_staleness_report(limit=1)
+    assert capped["summary"] == report["summary"]
+    assert [len(items) for items in capped["by_status"].values()] == [1, 0, 1, 1]
+
+
+def test_health_counts_are_computed_at_read_time_for_monitored_pairs(engine, clock):
+    store = make_store(
+        engine, clock, monitored_pairs=[("AAPL", "1d"), ("AAPL", "1h"), ("MSFT", "1d")]
+    )
+    new_execution(store)
+    seed_freshness(store, {("AAPL", "1d"): 10, ("AAPL", "1h"): 4000, ("OTHER", "1d"): 10})
+    health = store.get_scheduler_health()
+    assert health["freshness_summary"] == {
+        "fresh_count": 1, "aging_count": 1, "stale_count": 0, "missing_count": 1,
+        "total_monitored": 3,
+    }
+    assert health["total_symbols_monitored"] == 2
+    clock.advance(seconds=86400 - 4000)  # the cached statuses are not refreshed
+    health = store.get_scheduler_health()
+    assert health["freshness_summary"]["aging_count"] == 1
+    assert health["freshness_summary"]["stale_count"] == 1
+    assert health["stale_features_count"] == 2
+    assert make_store(engine, clock, monitored_pairs=[]).get_scheduler_health()[
+        "freshness_summary"
+    ]["total_monitored"] == 0
+
+
 @pytest.mark.parametrize("bad", [0, -1, MAX_LIMIT + 1, True, "5", 2.0, None])
 def test_limits_are_validated(store, bad):
     with pytest.raises(ValueError, match="limit"):
