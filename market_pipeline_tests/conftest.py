@@ -10,12 +10,11 @@ tests; with ``CI`` set, it fails them, because in CI nothing is skipped.
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.engine import make_engine, temporary_postgres_database
 from market_pipeline.storage.migrations import migrate
 
 PG_SERVER_URL = os.environ.get(
@@ -53,16 +52,8 @@ def pg_server() -> str:
 @pytest.fixture
 def pg_database_url(pg_server):
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"mp_test_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_server}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with temporary_postgres_database(pg_server, prefix="mp_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -73,3 +76,27 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseUnavailableError(
             f"cannot connect to {describe_url(engine.url)}: {reason}"
         ) from None
+
+
+@contextlib.contextmanager
+def temporary_postgres_database(server_url: str, *, prefix: str = "mp_tmp") -> Iterator[str]:
+    """A new, empty PostgreSQL database on ``server_url`` (a URL without database) for the
+    duration of the block; yields its URL and drops it (forcing connections off) afterwards.
+
+    For tests and benchmarks, which each need a database of their own.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server_url = normalize_db_url(server_url).rstrip("/")
+    admin = sa.create_engine(
+        f"{server_url}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{server_url}/{name}"
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

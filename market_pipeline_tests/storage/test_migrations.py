@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from market_pipeline.storage import tables
-from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.engine import make_engine, temporary_postgres_database
 from market_pipeline.storage.migrations import (
     SQL_DIR,
     MigrationError,
@@ -63,27 +62,10 @@ TIMESTAMP_COLUMNS = {
 EXECUTION_ID = "6f1c2e64-5d0b-4a8e-9a53-1f2d3c4b5a69"
 
 
-@contextmanager
-def pg_database(server: str) -> Iterator[str]:
-    """A new PostgreSQL database on ``server`` for the duration; yields its URL."""
-    name = f"mp_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        f"{server}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 @pytest.fixture(scope="module")
 def pg_scratch_url(pg_server) -> Iterator[str]:
     """One PostgreSQL database that ``bare_engine`` empties before each test."""
-    with pg_database(pg_server) as url:
+    with temporary_postgres_database(pg_server, prefix="mp_test") as url:
         yield url
 
 
@@ -120,7 +102,8 @@ def schema_engine(request, tmp_path_factory):
         yield eng
         eng.dispose()
         return
-    with pg_database(request.getfixturevalue("pg_server")) as url:
+    server = request.getfixturevalue("pg_server")
+    with temporary_postgres_database(server, prefix="mp_test") as url:
         eng = make_engine(url)
         try:
             migrate(eng)
