@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from market_pipeline.core.freshness import NO_EXECUTION_REASON, freshness_status
-from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.engine import make_engine, temporary_postgres_database
 from market_pipeline.storage.migrations import migrate
 from market_pipeline.storage.observability import (
     MAX_ERROR_LENGTH,
@@ -51,21 +51,25 @@ class FixedClock:
 @pytest.fixture(scope="module")
 def pg_module_engine(pg_server):
     """One migrated PostgreSQL database for this module (creating one per test costs ~0.75 s)."""
-    name = f"mp_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        f"{pg_server}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    eng = make_engine(f"{pg_server}/{name}")
-    try:
-        migrate(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with temporary_postgres_database(pg_server, prefix="mp_test") as url:
+        eng = make_engine(url)
+        try:
+            migrate(eng)
+            yield eng
+        finally:
+            eng.dispose()
+
+
+def _emptied(eng):
+    with eng.begin() as conn:  # DELETE: on tiny tables much faster than TRUNCATE
+        for table in (
+            feature_computation_failures,
+            symbol_computation_status,
+            feature_freshness,
+            scheduler_execution_log,
+        ):
+            conn.execute(table.delete())
+    return eng
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -81,16 +85,13 @@ def engine(request, tmp_path):
         yield eng
         eng.dispose()
         return
-    eng = request.getfixturevalue("pg_module_engine")
-    with eng.begin() as conn:  # DELETE: on tiny tables much faster than TRUNCATE
-        for table in (
-            feature_computation_failures,
-            symbol_computation_status,
-            feature_freshness,
-            scheduler_execution_log,
-        ):
-            conn.execute(table.delete())
-    yield eng
+    yield _emptied(request.getfixturevalue("pg_module_engine"))
+
+
+@pytest.fixture
+def pg_engine(pg_module_engine):
+    """The module's PostgreSQL database, emptied: for behaviour only PostgreSQL has."""
+    return _emptied(pg_module_engine)
 
 
 @pytest.fixture
@@ -580,9 +581,9 @@ def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, stor
     assert failure_rows(engine, "XYZ", "1d") == []
 
 
-def test_a_failure_write_is_one_statement_on_postgresql(engine, store):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the single-statement path is PostgreSQL's")
+@pytest.mark.postgres
+def test_a_failure_write_is_one_statement_on_postgresql(pg_engine, clock):
+    engine, store = pg_engine, ObservabilityStore(pg_engine, clock=clock)
     eid = new_execution(store)
     with StatementCounter(engine) as counter:
         store.log_feature_computation_failure(
@@ -592,11 +593,11 @@ def test_a_failure_write_is_one_statement_on_postgresql(engine, store):
     assert failure_rows(engine, "XYZ", "1h")[0].retry_count == 0
 
 
-def test_writes_skip_the_commit_flush_only_inside_their_own_transaction(engine, store):
+@pytest.mark.postgres
+def test_writes_skip_the_commit_flush_only_inside_their_own_transaction(pg_engine, clock):
     """On PostgreSQL each write transaction turns synchronous_commit off with SET LOCAL; the
     pooled connection is back to the server default afterwards (other users keep durability)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("synchronous_commit is PostgreSQL's")
+    engine, store = pg_engine, ObservabilityStore(pg_engine, clock=clock)
     seen = []
 
     def record(conn, cursor, statement, *args):
