@@ -1,19 +1,28 @@
 """Case 2, bulk backfill: one range run over N partitions against Dagster's own bookkeeping floor.
 
-Three timings on one PostgreSQL-backed Dagster instance (run and event-log storage in its own
-database), in this invocation:
+Timings on one PostgreSQL-backed Dagster instance (run and event-log storage in its own database),
+in this invocation:
 
 - ours: :func:`market_pipeline.backfill.run_backfill` over the whole universe (N = symbols x
   timeframes partitions, synthetic provider with its default history of 2,000 bars per pair: ~5
   sessions of 1m up to ~8 years of 1d), bars and features stored in a fresh PostgreSQL database;
 - the floor: the same two asset keys over the same partitions definition in one range run whose
-  body does no work and only yields the per-partition ``AssetMaterialization`` events. It is run
-  before and after ours, and the median is the floor (drift on a shared machine hits both);
-- one run per partition: ``execute_in_process`` of the real job for single partitions, on a sample
-  of 10 partitions spread over the universe (each a first backfill of its pair, in a separate
-  market database), median scaled to N. ``execute_in_process`` leaves out the ~9 s of process
-  start-up that ``dagster asset materialize`` or a run launcher would pay per run, so this
-  baseline is the cheapest one-run-per-partition can be, and the speed-up a lower bound.
+  body does no work and only yields the per-partition ``AssetMaterialization`` events. The floor
+  and ours run once each at full N, back to back (floor first, after an untimed warm-up): at
+  N = 1,000 each takes minutes, so a single pair is long enough that seconds of noise move the
+  ratio by a few percent, and a second floor run would cost ~2 minutes of the suite's budget.
+  The 1-minute load average before and after the pair is kept in the record;
+- one run per partition, as a user runs it: ``dagster asset materialize -m
+  market_pipeline.definitions --select ohlcv_bars,quant_features --partition "SYM|tf"`` as a
+  subprocess, on a sample of 10 partitions spread over the universe, with ``DAGSTER_HOME`` a
+  temporary folder whose dagster.yaml is the repository's ``dagster.postgres.yaml`` pointed (via
+  ``DAGSTER_PG_URL``) at the same instance database as the range run, the same universe file and
+  a fresh market database migrated with ``market-pipeline migrate``; median wall time x N. Each
+  sample run is a first backfill of its pair, like every pair of the range run;
+- a lower bound of the same, kept as an extra record: ``execute_in_process`` of the real job for
+  the same sample partitions in this process (a separate fresh market database). It leaves out
+  process start-up, imports, code loading and the run's step subprocess, which every real run
+  pays whether the daemon's run launcher or the CLI starts it.
 
 Dagster's console log of the runs goes to a temporary file, not the terminal.
 """
@@ -22,6 +31,8 @@ Dagster's console log of the runs goes to a temporary file, not the terminal.
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +61,10 @@ from market_pipeline.settings import Settings
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "1d")
 FLOOR_JOB = "bookkeeping_floor_job"
 SAMPLE_RUNS = 10
+REPO_DIR = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+"""Folder of this interpreter's console scripts (``dagster``, ``market-pipeline``)."""
+CLI_TIMEOUT_S = 300
 
 
 @contextlib.contextmanager
@@ -117,12 +132,83 @@ def _count(url: str, table: str) -> int:
     return int(count)
 
 
+def cli_environment(
+    workdir: Path, universe_path: Path, market_url: str, instance_url: str
+) -> dict[str, str]:
+    """Environment of a user's shell for the CLI runs: a temporary ``DAGSTER_HOME`` whose
+    dagster.yaml is the committed ``dagster.postgres.yaml`` (storage at ``DAGSTER_PG_URL`` =
+    ``instance_url``), our universe file and market database."""
+    home = workdir / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copyfile(REPO_DIR / "dagster.postgres.yaml", home / "dagster.yaml")
+    env = dict(os.environ)
+    env.update(
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_URL=instance_url,
+        MARKET_PIPELINE_HOME=str(workdir),
+        MARKET_PIPELINE_DB_URL=market_url,
+        MARKET_PIPELINE_UNIVERSE=str(universe_path),
+        PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+class CliRun:
+    """One console command from this venv, started now, its output appended to ``log_path``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._sink = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self._start = time.perf_counter()
+        self._process = subprocess.Popen(
+            [str(BIN_DIR / args[0]), *args[1:]], cwd=REPO_DIR, env=env, stdout=self._sink,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self) -> float:
+        """Wait for the command; return its wall time in seconds. Raises when it exits non-zero."""
+        try:
+            returncode = self._process.wait(timeout=CLI_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            raise
+        finally:
+            self._sink.close()
+        elapsed = time.perf_counter() - self._start
+        if returncode != 0:
+            raise RuntimeError(f"{' '.join(self.args)} exited with {returncode}; "
+                               f"see {self.log_path}")
+        return elapsed
+
+
+def run_cli(args: list[str], env: dict[str, str], log_path: Path) -> float:
+    """Run one console command to its end; return its wall time in seconds."""
+    return CliRun(args, env, log_path).wait()
+
+
+def materialize_command(key: str) -> list[str]:
+    """The command a user types to materialize both assets of one partition."""
+    return [
+        "dagster", "asset", "materialize", "-m", "market_pipeline.definitions",
+        "--select", f"{OHLCV_BARS.to_user_string()},{QUANT_FEATURES.to_user_string()}",
+        "--partition", key,
+    ]
+
+
+def _load_1m() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run(smoke: bool = False) -> list[Result]:
     """Time the range run, its floor and the one-run-per-partition sample; return the results."""
     n_symbols = 4 if smoke else 200
     history_bars = 100 if smoke else 2000
     sample_runs = 1 if smoke else SAMPLE_RUNS
-    floor_runs = 1 if smoke else 2
     workdir = Path(tempfile.mkdtemp(prefix="mp_bench_backfill_"))
     log_path = workdir / "dagster.log"
     universe_path = write_universe(
@@ -136,55 +222,67 @@ def run(smoke: bool = False) -> list[Result]:
     keys = partitions.get_partition_keys()
     n = len(keys)
     tags = {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
+    step = max(1, n // sample_runs)
+    sample = [keys[(i * step + i) % n] for i in range(sample_runs)]
     floor = floor_job(partitions)
     with (
         temp_database("dagster") as instance_url,
         temp_database("backfill") as market_url,
-        temp_database("per_run") as per_run_url,
+        temp_database("per_run_cli") as cli_url,
+        temp_database("per_run_inproc") as inproc_url,
     ):
         migrated_engine(market_url).dispose()
-        migrated_engine(per_run_url).dispose()
+        migrated_engine(inproc_url).dispose()
+        env = cli_environment(workdir, universe_path, cli_url, instance_url)
+        run_cli(["market-pipeline", "migrate"], env, log_path)
+        # The smoke run only checks that the CLI path works, and its figures mean nothing: it
+        # overlaps its CLI run with the in-process ones to keep CI's smoke test short. The real
+        # run times the CLI runs one after another, alone, after the rest.
+        early = [CliRun(materialize_command(key), env, log_path) for key in sample] if smoke else []
         settings = Settings(home=workdir, db_url=market_url, universe_path=universe_path)
-        per_run_settings = Settings(home=workdir, db_url=per_run_url, universe_path=universe_path)
-        floor_seconds: list[float] = []
+        inproc_settings = Settings(home=workdir, db_url=inproc_url, universe_path=universe_path)
+        load_before = _load_1m()
         with postgres_instance(instance_url) as instance, dagster_logs_to(log_path):
             # Warm-up: imports, code paths and the instance's first connections, all untimed.
             floor.execute_in_process(instance=instance, partition_key=keys[0])
 
-            def time_floor() -> None:
-                start = time.perf_counter()
-                result = floor.execute_in_process(instance=instance, tags=tags)
-                floor_seconds.append(time.perf_counter() - start)
-                if not result.success:
-                    raise RuntimeError("the bookkeeping floor run failed")
+            start = time.perf_counter()
+            result = floor.execute_in_process(instance=instance, tags=tags)
+            floor_s = time.perf_counter() - start
+            if not result.success:
+                raise RuntimeError("the bookkeeping floor run failed")
 
-            if floor_runs > 1:
-                time_floor()
             start = time.perf_counter()
             backfill = run_backfill(settings, instance=instance, trigger="bench")
             ours = time.perf_counter() - start
             if not backfill.success or len(backfill.run_ids) != 1:
                 raise RuntimeError(f"the range run did not succeed: {backfill.summary()}")
-            time_floor()
+            load_after = _load_1m()
 
             from market_pipeline.definitions import build_definitions
 
-            job = build_definitions(per_run_settings).get_job_def(MARKET_DATA_JOB)
-            step = max(1, n // sample_runs)
-            sample = [keys[(i * step + i) % n] for i in range(sample_runs)]
-            per_run: list[float] = []
+            job = build_definitions(inproc_settings).get_job_def(MARKET_DATA_JOB)
+            inproc: list[float] = []
             for key in sample:
                 start = time.perf_counter()
                 result = job.execute_in_process(instance=instance, partition_key=key)
-                per_run.append(time.perf_counter() - start)
+                inproc.append(time.perf_counter() - start)
                 if not result.success:
                     raise RuntimeError(f"the single-partition run of {key} failed")
+        # Outside the in-process instance's context: the CLI runs are separate processes on the
+        # same instance database, as a user's would be.
+        if smoke:
+            cli = [started.wait() for started in early]
+        else:
+            cli = [run_cli(materialize_command(key), env, log_path) for key in sample]
         bars = _count(market_url, "ohlcv_bars")
         features = _count(market_url, "quant_features")
+        cli_bars = _count(cli_url, "ohlcv_bars")
+    if cli_bars == 0:
+        raise RuntimeError(f"the CLI runs stored no bars; see {log_path}")
 
-    floor_s = median(floor_seconds)
-    per_run_s = median(per_run)
-    scaled = per_run_s * n
+    cli_s = median(cli)
+    inproc_s = median(inproc)
     sizes = {
         "partitions": n,
         "symbols": n_symbols,
@@ -197,17 +295,23 @@ def run(smoke: bool = False) -> list[Result]:
         name="backfill: range run vs bookkeeping floor",
         value=ours,
         unit="s",
-        baseline=f"same {n} partitions, empty body (Dagster floor), median of {floor_runs}",
+        baseline=f"same {n} partitions, empty body (Dagster floor), one run just before ours",
         baseline_value=floor_s,
         direction=LOWER_IS_BETTER,
         goal="ratio <= 1.5",
-        extra={**sizes, "floor_runs_s": floor_seconds, "ours_ms_per_partition": ours / n * 1e3,
-               "floor_ms_per_partition": floor_s / n * 1e3},
+        extra={**sizes, "ours_ms_per_partition": ours / n * 1e3,
+               "floor_ms_per_partition": floor_s / n * 1e3,
+               "load_average_1m_before": load_before, "load_average_1m_after": load_after},
     )
     vs_floor.goal_met = vs_floor.ratio <= 1.5
+    vs_floor.note = (
+        "one timed run each at full N, floor then ours back to back (each minutes long, so a "
+        "second pair would not fit the suite's ~8-minute budget); noise on a shared machine "
+        f"is not averaged out: 1m load {load_before} before, {load_after} after"
+    )
     if not vs_floor.goal_met:
-        vs_floor.note = (
-            f"the range run spends {ours - floor_s:.1f} s beyond Dagster's bookkeeping on "
+        vs_floor.note += (
+            f". The range run spends {ours - floor_s:.1f} s beyond Dagster's bookkeeping on "
             f"fetching, validating, computing and writing {bars:,} bars and {features:,} feature "
             "rows in one process on a 2-core machine; the work is CPU-bound Python/numpy in the "
             "step (see the write-path and features cases for its parts)"
@@ -216,19 +320,41 @@ def run(smoke: bool = False) -> list[Result]:
         name="backfill: range run vs one run per partition",
         value=ours,
         unit="s",
-        baseline=f"{sample_runs} single-partition runs (execute_in_process), median x {n}",
-        baseline_value=scaled,
+        baseline=f"{sample_runs} `dagster asset materialize` CLI runs, median x {n}",
+        baseline_value=cli_s * n,
         direction=LOWER_IS_BETTER,
         goal="ratio <= 0.02 (>= 50x faster)",
-        extra={**sizes, "per_run_s": per_run, "sample_partitions": sample,
-               "speedup": scaled / ours if ours else None},
+        note=(
+            "baseline as a user runs one run per partition: a `dagster asset materialize "
+            "--partition` subprocess each (own process, imports, code load, step subprocess), "
+            "PostgreSQL instance storage shared with the range run, fresh migrated market "
+            f"database; median {cli_s:.2f} s per run. The in-process record below is the "
+            "lower bound without process start-up"
+        ),
+        extra={**sizes, "per_run_s": cli, "sample_partitions": sample,
+               "speedup": cli_s * n / ours if ours else None},
     )
     vs_per_run.goal_met = vs_per_run.ratio <= 0.02
+    vs_lower = Result(
+        name="backfill: range run vs one run per partition (in-process lower bound)",
+        value=ours,
+        unit="s",
+        baseline=f"{sample_runs} single-partition execute_in_process runs, median x {n}",
+        baseline_value=inproc_s * n,
+        direction=LOWER_IS_BETTER,
+        goal=None,
+        note=(
+            f"lower bound of one-run-per-partition cost ({inproc_s:.2f} s per run): no process "
+            "start-up, imports or step subprocess, which no real launch avoids; kept so the "
+            "headline's choice of baseline hides nothing"
+        ),
+        extra={**sizes, "per_run_s": inproc, "sample_partitions": sample,
+               "speedup": inproc_s * n / ours if ours else None},
+    )
     if not vs_per_run.goal_met:
-        vs_per_run.note = (
-            f"one run per partition costs {per_run_s:.2f} s in process (run and step events, "
-            "resource set-up, a database round trip per write); the range run cannot go below "
-            "its floor of per-partition materialization events, so the speed-up is bounded by "
-            "per-run overhead / per-partition floor"
+        vs_per_run.note += (
+            ". The range run cannot go below its floor of per-partition materialization "
+            "events, so the speed-up is bounded by per-run cost / per-partition floor "
+            f"({cli_s:.2f} s / {floor_s / n * 1e3:.0f} ms here)"
         )
-    return [vs_floor, vs_per_run]
+    return [vs_floor, vs_per_run, vs_lower]
