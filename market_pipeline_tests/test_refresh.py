@@ -123,3 +123,40 @@ def test_a_series_whose_features_raise_fails_alone_in_the_batch():
     assert set(out) == {("GOOD", "1d")} and len(out[("GOOD", "1d")]) == 30
     assert outcomes[("GOOD", "1d")].ok
     assert "computing features failed for BAD 1d" in outcomes[("BAD", "1d")].error
+
+
+def test_chunked_refresh_yields_every_pair_once_in_order_with_failures_kept_per_pair(engine):
+    from market_pipeline.refresh import refresh_in_chunks
+
+    universe = _universe(
+        {"kind": "synthetic", "fail_symbols": ["MSFT"]},
+        symbols=(("AAPL", "equity"), ("MSFT", "equity"), ("BTC-USD", "crypto")),
+    )
+    seen_after: list[list[tuple[str, str]]] = []
+    chunks = list(
+        refresh_in_chunks(
+            universe.pairs,
+            chunk_size=4,
+            after_chunk=lambda outs: seen_after.append([o.pair for o in outs]),
+            universe=universe,
+            provider=build_provider(universe.provider),
+            repository=MarketDataRepository(engine),
+            now=T1,
+        )
+    )
+    assert [len(c) for c in chunks] == [4, 2]
+    assert [o.pair for c in chunks for o in c] == universe.pairs
+    assert seen_after == [[o.pair for o in c] for c in chunks]
+    failed = {o.pair for c in chunks for o in c if not o.ok}
+    assert failed == {("MSFT", "1h"), ("MSFT", "1d")}
+    stored = MarketDataRepository(engine).load_features(universe.pairs)
+    assert set(stored) == set(universe.pairs) - failed
+
+
+def test_chunk_size_must_be_positive():
+    import pytest
+
+    from market_pipeline.refresh import refresh_in_chunks
+
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(refresh_in_chunks([("A", "1d")], chunk_size=0))

@@ -16,7 +16,7 @@ import dagster as dg
 
 from market_pipeline.defs.partitions import key_of, pair_of
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
-from market_pipeline.refresh import PairOutcome, refresh_pairs
+from market_pipeline.refresh import PairOutcome, refresh_in_chunks
 
 OHLCV_BARS = dg.AssetKey("ohlcv_bars")
 QUANT_FEATURES = dg.AssetKey("quant_features")
@@ -122,43 +122,51 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
         fetch = OHLCV_BARS in selected
         features = QUANT_FEATURES in selected
         now = datetime.now(UTC)
-        outcomes = refresh_pairs(
+        store = database.store()
+
+        def record_freshness(chunk: list[PairOutcome]) -> None:
+            good = [o for o in chunk if o.ok]
+            if features and good:
+                store.update_feature_freshness_many(
+                    [
+                        {
+                            "symbol": o.symbol,
+                            "timeframe": o.timeframe,
+                            "last_computed_at": o.completed_at,
+                            "data_point_count": o.bar_count,
+                            "last_bar_at": o.last_bar_at,
+                        }
+                        for o in good
+                    ]
+                )
+
+        outcomes: list[PairOutcome] = []
+        for chunk in refresh_in_chunks(
             pairs,
+            after_chunk=record_freshness,
             universe=market_data.universe(),
             provider=market_data.provider(),
             repository=database.repository(),
             fetch=fetch,
             features=features,
             now=now,
-        )
+        ):
+            outcomes.extend(chunk)
+            for outcome in chunk:
+                if outcome.validated:
+                    yield _check_evaluation(outcome)
+                if not outcome.ok:
+                    continue
+                partition = key_of(*outcome.pair)
+                if fetch:
+                    yield dg.AssetMaterialization(
+                        OHLCV_BARS, partition=partition, metadata=_bar_metadata(outcome)
+                    )
+                if features:
+                    yield dg.AssetMaterialization(
+                        QUANT_FEATURES, partition=partition, metadata=_feature_metadata(outcome)
+                    )
         good = [o for o in outcomes if o.ok]
-        if features and good:
-            database.store().update_feature_freshness_many(
-                [
-                    {
-                        "symbol": o.symbol,
-                        "timeframe": o.timeframe,
-                        "last_computed_at": o.completed_at,
-                        "data_point_count": o.bar_count,
-                        "last_bar_at": o.last_bar_at,
-                    }
-                    for o in good
-                ]
-            )
-        for outcome in outcomes:
-            if outcome.validated:
-                yield _check_evaluation(outcome)
-            if not outcome.ok:
-                continue
-            partition = key_of(*outcome.pair)
-            if fetch:
-                yield dg.AssetMaterialization(
-                    OHLCV_BARS, partition=partition, metadata=_bar_metadata(outcome)
-                )
-            if features:
-                yield dg.AssetMaterialization(
-                    QUANT_FEATURES, partition=partition, metadata=_feature_metadata(outcome)
-                )
         failed = [o for o in outcomes if not o.ok]
         context.log.info(
             f"refreshed {len(good)} of {len(outcomes)} partitions; "
