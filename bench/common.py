@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -46,25 +45,13 @@ HIGHER_IS_BETTER = "higher is better"
 # --------------------------------------------------------------------------------------------
 
 
-def _admin_engine() -> sa.Engine:
-    return sa.create_engine(
-        f"{PG_SERVER_URL}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-
-
 @contextlib.contextmanager
 def temp_database(label: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database named after ``label``; yields its URL, drops it after."""
-    name = f"{DB_PREFIX}{label}_{uuid.uuid4().hex[:8]}"
-    admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER_URL}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    from market_pipeline.storage.engine import temporary_postgres_database
+
+    with temporary_postgres_database(PG_SERVER_URL, prefix=f"{DB_PREFIX}{label}") as url:
+        yield url
 
 
 def migrated_engine(url: str) -> sa.Engine:
@@ -221,11 +208,14 @@ def machine_info() -> dict[str, Any]:
         info["dagster"] = dagster.__version__
     except ImportError:  # pragma: no cover
         pass
+    server = sa.create_engine(f"{PG_SERVER_URL}/postgres", poolclass=sa.pool.NullPool)
     try:
-        with _admin_engine().connect() as conn:
+        with server.connect() as conn:
             info["postgresql"] = conn.exec_driver_sql("SHOW server_version").scalar_one()
     except sa.exc.DBAPIError:
         info["postgresql"] = None
+    finally:
+        server.dispose()
     return info
 
 
