@@ -26,13 +26,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from market_pipeline.backfill import run_backfill  # noqa: E402
-from market_pipeline.core.universe import load_universe  # noqa: E402
-from market_pipeline.mirror import reconcile_instance  # noqa: E402
-from market_pipeline.settings import Settings  # noqa: E402
-from market_pipeline.storage.engine import make_engine  # noqa: E402
-from market_pipeline.storage.migrations import migrate  # noqa: E402
-from market_pipeline.storage.observability import ObservabilityStore  # noqa: E402
+from market_pipeline.backfill import run_backfill
+from market_pipeline.core.universe import load_universe
+from market_pipeline.mirror import reconcile_instance
+from market_pipeline.settings import Settings
+from market_pipeline.storage.engine import make_engine
+from market_pipeline.storage.migrations import migrate
+from market_pipeline.storage.observability import ObservabilityStore
 
 PG = os.environ.get("MARKET_PIPELINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 

@@ -56,13 +56,12 @@ def _mirror_from_sensor(
             f"could not mirror run {run_id} now ({type(exc).__name__}: {exc}); "
             "mirror_reconcile_sensor will retry it"
         )
-        return None
+        return
     if result is not None and result.status is not None:
         context.log.info(
             f"mirrored run {run_id} as {result.status}: {result.pairs} pairs, "
             f"{result.failures_logged} failures logged"
         )
-    return None
 
 
 def build_observability_sensors(intervals: SensorIntervals | None = None) -> list:
@@ -84,7 +83,7 @@ def build_observability_sensors(intervals: SensorIntervals | None = None) -> lis
             dg.DagsterRunStatus.FAILURE,
             "mirror_run_failure_sensor",
             "Mirrors a failed market-data run, with each failed pair's real error, into the "
-            "observability tables.",
+            + "observability tables.",
         ),
         (
             dg.DagsterRunStatus.CANCELED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-import market_pipeline.definitions as definitions
+from market_pipeline import definitions
 
 
 @pytest.fixture(autouse=True)

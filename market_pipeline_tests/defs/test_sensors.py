@@ -30,7 +30,7 @@ def defs(settings):
 def _count(engine, table: str, where: str = "") -> int:
     with engine.connect() as conn:
         return conn.execute(
-            sa.text(f"SELECT COUNT(*) FROM {table} {where}")  # noqa: S608 - test
+            sa.text(f"SELECT COUNT(*) FROM {table} {where}")
         ).scalar_one()
 
 
@@ -143,9 +143,11 @@ def test_the_freshness_sensor_ages_pairs_without_any_run(defs, settings, engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM feature_freshness")).scalar() == "fresh"
     sensor = defs.get_sensor_def("freshness_refresh_sensor")
-    with dg.instance_for_test() as instance:
-        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
-            result = sensor.evaluate_tick(context)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance, resources=defs.resources) as context,
+    ):
+        result = sensor.evaluate_tick(context)
     assert "1 aging" in result.skip_message and "5 missing of 6" in result.skip_message
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, staleness_seconds FROM feature_freshness")).one()

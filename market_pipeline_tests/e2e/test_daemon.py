@@ -263,7 +263,7 @@ class Tables:
             return [dict(r._mapping) for r in conn.execute(sa.text(sql))]
 
     def count(self, table: str) -> int:
-        return self.rows(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]  # noqa: S608 - test
+        return self.rows(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
 
 
 # --------------------------------------------------------------------------------------------
