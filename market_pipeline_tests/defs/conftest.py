@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -28,6 +29,14 @@ def write_universe(
         )
     )
     return path
+
+
+@pytest.fixture
+def live_instance():
+    """Building a repository reads the defs-state storage of Dagster's current instance, and a
+    test instance closed earlier in the session can be left current: give the test a live one."""
+    with dg.instance_for_test() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -9,12 +9,7 @@ import pytest
 from market_pipeline import definitions
 
 
-@pytest.fixture(autouse=True)
-def _live_instance():
-    """Building a repository reads the defs-state storage of Dagster's current instance, and a
-    test instance closed earlier in the session can be left current: give each test a live one."""
-    with dg.instance_for_test():
-        yield
+pytestmark = pytest.mark.usefixtures("live_instance")
 
 
 def test_the_code_location_loads_from_the_environment_with_pinned_names(settings, monkeypatch):

@@ -12,12 +12,7 @@ from market_pipeline.mirror import reconcile_instance
 from market_pipeline.storage.observability import ObservabilityStore
 
 
-@pytest.fixture(autouse=True)
-def _live_instance():
-    """Building a repository reads the defs-state storage of Dagster's current instance, and a
-    test instance closed earlier in the session can be left current: give each test a live one."""
-    with dg.instance_for_test():
-        yield
+pytestmark = pytest.mark.usefixtures("live_instance")
 
 
 def _report_run(defs, instance):

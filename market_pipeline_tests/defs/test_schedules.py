@@ -16,12 +16,7 @@ from market_pipeline.storage.observability import ObservabilityStore
 from market_pipeline_tests.defs.conftest import write_universe
 
 
-@pytest.fixture(autouse=True)
-def _live_instance():
-    """Building a repository reads the defs-state storage of Dagster's current instance, and a
-    test instance closed earlier in the session can be left current: give each test a live one."""
-    with dg.instance_for_test():
-        yield
+pytestmark = pytest.mark.usefixtures("live_instance")
 
 TWO_AM = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
 
