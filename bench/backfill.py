@@ -261,7 +261,7 @@ def run(smoke: bool = False) -> list[Result]:
 
             from market_pipeline.definitions import build_definitions
 
-            job = build_definitions(inproc_settings).get_job_def(MARKET_DATA_JOB)
+            job = build_definitions(inproc_settings).resolve_job_def(MARKET_DATA_JOB)
             inproc: list[float] = []
             for key in sample:
                 start = time.perf_counter()

@@ -154,7 +154,7 @@ def measure_lag(instance_url: str, market_url: str, universe: Path, workdir: Pat
     try:
         from market_pipeline.definitions import build_definitions
 
-        job = build_definitions(settings).get_job_def(MARKET_DATA_JOB)
+        job = build_definitions(settings).resolve_job_def(MARKET_DATA_JOB)
         instance = dg.DagsterInstance.from_config(str(home))
         with instance, dagster_logs_to(workdir / "lag_runs.log"):
             deadline = time.monotonic() + 120
@@ -206,7 +206,7 @@ def run(smoke: bool = False) -> list[Result]:
         try:
             from market_pipeline.definitions import build_definitions
 
-            job = build_definitions(settings).get_job_def(MARKET_DATA_JOB)
+            job = build_definitions(settings).resolve_job_def(MARKET_DATA_JOB)
             with postgres_instance(instance_url) as instance:
                 with dagster_logs_to(workdir / "dagster.log"):
                     run_ids = [
