@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from market_pipeline.core.universe import load_universe
 from market_pipeline.defs.jobs import build_jobs
@@ -12,7 +15,17 @@ from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.defs.report_job import scheduler_health_report_job
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.defs.schedules import build_schedules
-from market_pipeline.settings import Settings
+from market_pipeline.settings import DB_URL_ENV, Settings, normalize_db_url
+
+
+def _database_url_config(settings: Settings) -> str | dg.EnvVar:
+    """The URL as the resource's config: a URL carrying a password that came from the
+    environment stays an ``EnvVar`` reference, so the Dagster UI never shows the password."""
+    from_env = os.environ.get(DB_URL_ENV)
+    if from_env and normalize_db_url(from_env) == settings.db_url:
+        if make_url(settings.db_url).password is not None:
+            return dg.EnvVar(DB_URL_ENV)
+    return settings.db_url
 
 
 def build_definitions(
@@ -29,7 +42,8 @@ def build_definitions(
         sensors=build_observability_sensors(sensor_intervals),
         resources={
             "database": DatabaseResource(
-                url=settings.db_url, failure_alert_threshold=settings.failure_alert_threshold
+                url=_database_url_config(settings),
+                failure_alert_threshold=settings.failure_alert_threshold,
             ),
             "market_data": MarketDataResource(universe_path=str(settings.universe_path)),
         },

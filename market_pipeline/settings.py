@@ -24,6 +24,7 @@ from pathlib import Path
 from market_pipeline.core.universe import default_universe_path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
 
 
 def _checkout_dir() -> Path:
@@ -62,7 +63,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("MARKET_PIPELINE_HOME") or default_home()).expanduser().resolve()
-        db_url = env.get("MARKET_PIPELINE_DB_URL") or f"sqlite:///{home / 'market_pipeline.db'}"
+        db_url = env.get(DB_URL_ENV) or f"sqlite:///{home / 'market_pipeline.db'}"
         universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(
             default_universe_path()
         )
