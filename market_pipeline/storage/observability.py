@@ -260,10 +260,8 @@ class ObservabilityStore:
                 symbol, timeframe = pair
                 pairs[(_check_key(symbol, "symbol"), _check_key(timeframe, "timeframe"))] = None
             self._monitored = tuple(pairs)
-        # The monitored pairs as the bound parameters of the freshness queries, built once.
+        # The monitored pairs as the one bound parameter of the freshness queries, built once.
         monitored = self._monitored or ()
-        self._monitored_symbols = [symbol for symbol, _ in monitored]
-        self._monitored_tfs = [timeframe for _, timeframe in monitored]
         self._monitored_json = json.dumps([list(pair) for pair in monitored])
 
     @property
@@ -988,9 +986,8 @@ class ObservabilityStore:
         """``(from_clause, symbol, timeframe, last_computed_at, data_point_count, status)``: the
         monitored pairs with their freshness status computed in SQL at ``now``.
 
-        With ``monitored_pairs`` the pairs come from the bound parameters (two arrays unnested on
-        PostgreSQL, a JSON array on SQLite: one or two parameters whatever the universe size, so
-        the compiled statement is cached) LEFT JOINed to ``feature_freshness``; a pair without a
+        With ``monitored_pairs`` the pairs come from one bound parameter, a JSON array of pairs
+        (one parameter whatever the universe size, so the compiled statement is cached) LEFT JOINed to ``feature_freshness``; a pair without a
         row has NULL ``last_computed_at`` and is therefore ``missing``. Without it, every row of
         the table. The status is a CASE against the cutoffs of :func:`freshness_cutoffs` (the
         same rule as :func:`freshness_status`, as exact timestamp comparisons), never the cached
@@ -1003,15 +1000,18 @@ class ObservabilityStore:
             count = t.c.data_point_count
         else:
             if self._dialect == "postgresql":
-                array = postgresql.ARRAY(sa.Text)
-                pairs = (
-                    sa.func.unnest(
-                        sa.cast(sa.bindparam("monitored_symbols", self._monitored_symbols), array),
-                        sa.cast(sa.bindparam("monitored_timeframes", self._monitored_tfs), array),
+                # One JSON text parameter: psycopg2 inlines parameters into the SQL text, and a
+                # 500-element array literal costs the server a parse per element on every call.
+                each = sa.func.jsonb_array_elements(
+                    sa.cast(
+                        sa.bindparam("monitored_pairs", self._monitored_json, type_=sa.Text),
+                        postgresql.JSONB,
                     )
-                    .table_valued("symbol", "timeframe")
-                    .render_derived(name="monitored")
-                )
+                ).table_valued("value")
+                pairs = sa.select(
+                    each.c.value.op("->>")(0).label("symbol"),
+                    each.c.value.op("->>")(1).label("timeframe"),
+                ).subquery("monitored")
             else:
                 each = sa.func.json_each(
                     sa.bindparam("monitored_pairs", self._monitored_json, type_=sa.Text)
