@@ -1,0 +1,40 @@
+"""`market-pipeline demo` (what `make demo` runs): backfill, mirror, report that matches."""
+
+from __future__ import annotations
+
+import re
+
+from market_pipeline.cli import main
+from market_pipeline_tests.defs.conftest import write_universe
+
+
+def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally(
+    tmp_path, monkeypatch, capsys
+):
+    universe = write_universe(
+        tmp_path / "u.yaml",
+        [("AAPL", "equity"), ("MSFT", "equity"), ("BADCO", "equity"), ("ETH-USD", "crypto")],
+        ["1h", "1d"],
+        {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 300},
+    )
+    monkeypatch.setenv("MARKET_PIPELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MARKET_PIPELINE_UNIVERSE", str(universe))
+    monkeypatch.delenv("MARKET_PIPELINE_DB_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", "")  # unset for the demo, restored after the test
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "backfill of 8 pairs in 1 run(s)" in out
+    assert "Scheduler health: DEGRADED" in out  # BADCO has never been computed
+    assert re.search(r"completed, started .*, 3 symbols ok, 1 failed", out)
+    # Freshness table: 6 fresh pairs, BADCO's 2 missing, of 8.
+    assert re.search(r"^6\s+0\s+0\s+2\s+8\s*$", out, re.MULTILINE)
+    assert "BADCO" in out and "injected failure" in out
+    assert (tmp_path / "home" / "market_pipeline.db").is_file()
+    assert (tmp_path / "home" / "dagster_home" / "dagster.yaml").is_file()
+
+    assert main(["demo"]) == 0  # a second demo is an incremental refresh of the same store
+    out = capsys.readouterr().out
+    assert "up to date" in out
+    history = out[out.index("Recent executions"):]
+    assert len(re.findall(r"completed\s+3/4", history)) == 2
