@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -186,6 +186,18 @@ def _check_status(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"{what} status {value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _check_fields(raw: Any, allowed: Set[str], required: Sequence[str]) -> None:
+    """A bulk row must be a mapping with only ``allowed`` keys and every ``required`` one."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"expected a mapping, got {type(raw).__name__}")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    for name in required:
+        if name not in raw:
+            raise ValueError(f"{name} is required")
 
 
 def _optional_utc(value: datetime | None, name: str) -> datetime | None:
@@ -777,14 +789,9 @@ class ObservabilityStore:
     def _symbol_status_row(
         self, raw: Mapping[str, Any], canonical_ids: dict[Any, str]
     ) -> dict[str, Any]:
-        if not isinstance(raw, Mapping):
-            raise TypeError(f"expected a mapping, got {type(raw).__name__}")
-        unknown = set(raw) - _SYMBOL_STATUS_FIELDS
-        if unknown:
-            raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-        for name in ("execution_id", "symbol", "timeframe", "status"):
-            if name not in raw:
-                raise ValueError(f"{name} is required")
+        _check_fields(
+            raw, _SYMBOL_STATUS_FIELDS, ("execution_id", "symbol", "timeframe", "status")
+        )
         started = _optional_utc(raw.get("started_at"), "started_at")
         completed = _optional_utc(raw.get("completed_at"), "completed_at")
         duration = _check_duration(raw.get("duration_seconds"))
@@ -908,14 +915,9 @@ class ObservabilityStore:
         return len(by_pair)
 
     def _freshness_row(self, raw: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-        if not isinstance(raw, Mapping):
-            raise TypeError(f"expected a mapping, got {type(raw).__name__}")
-        unknown = set(raw) - _FRESHNESS_FIELDS
-        if unknown:
-            raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-        for name in ("symbol", "timeframe", "last_computed_at", "data_point_count"):
-            if name not in raw:
-                raise ValueError(f"{name} is required")
+        _check_fields(
+            raw, _FRESHNESS_FIELDS, ("symbol", "timeframe", "last_computed_at", "data_point_count")
+        )
         last = _optional_utc(raw["last_computed_at"], "last_computed_at")
         count = _check_count(raw["data_point_count"], "data_point_count")
         return {
