@@ -29,6 +29,14 @@ def _quote_columns(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
+def _on_conflict_update(table: str, columns: Sequence[str], distinct: str) -> str:
+    """The upsert clause keyed by (symbol, timeframe, ts) that rewrites only rows whose values
+    changed (``distinct`` is the dialect's NULL-safe inequality), so a re-run writes nothing."""
+    assignments = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns)
+    changed = " OR ".join(f'{table}."{c}" {distinct} EXCLUDED."{c}"' for c in columns)
+    return f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {assignments} WHERE {changed}"
+
+
 class MarketDataRepository:
     """Bulk access to the market-data tables of one database."""
 
@@ -169,13 +177,11 @@ class MarketDataRepository:
                     f"COPY {stage} ({_quote_columns(all_columns)}) FROM STDIN (FORMAT binary)",
                     io.BytesIO(build_copy_payload(chunks(staged))),
                 )
-                assignments = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns)
-                changed = " OR ".join(f'{table}."{c}" IS DISTINCT FROM EXCLUDED."{c}"' for c in columns)
                 cursor.execute(
                     f"WITH up AS (INSERT INTO {table} ({_quote_columns(all_columns)}) "
                     f"SELECT {_quote_columns(all_columns)} FROM {stage} "
-                    f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {assignments} "
-                    f"WHERE {changed} RETURNING symbol, timeframe) "
+                    f"{_on_conflict_update(table, columns, 'IS DISTINCT FROM')} "
+                    "RETURNING symbol, timeframe) "
                     "SELECT symbol, timeframe, COUNT(*) FROM up GROUP BY symbol, timeframe"
                 )
                 counts = {(s, t): int(n) for s, t, n in cursor.fetchall()}
@@ -191,11 +197,9 @@ class MarketDataRepository:
     def _upsert_sqlite(self, table, columns, frames) -> dict[Pair, int]:
         all_columns = ["symbol", "timeframe", "ts", *columns]
         placeholders = ", ".join("?" for _ in all_columns)
-        assignments = ", ".join(f'"{c}" = excluded."{c}"' for c in columns)
-        changed = " OR ".join(f'{table}."{c}" IS NOT excluded."{c}"' for c in columns)
         statement = (
             f"INSERT INTO {table} ({_quote_columns(all_columns)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {assignments} WHERE {changed}"
+            + _on_conflict_update(table, columns, "IS NOT")
         )
         written: dict[Pair, int] = {}
         raw = self.engine.raw_connection()
