@@ -137,6 +137,20 @@ def floor_job(
     return dg.Definitions(assets=[market_data], jobs=[job]).resolve_job_def(FLOOR_JOB)
 
 
+def _timed_floor(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, warm_key: str, tags: dict[str, str]
+) -> float:
+    """Seconds of one range run of a floor job, after an untimed warm-up run of one partition
+    (imports, code paths and the instance's first connections)."""
+    job.execute_in_process(instance=instance, partition_key=warm_key)
+    start = time.perf_counter()
+    result = job.execute_in_process(instance=instance, tags=tags)
+    seconds = time.perf_counter() - start
+    if not result.success:
+        raise RuntimeError(f"the bookkeeping floor run of {job.name} failed")
+    return seconds
+
+
 def _count(url: str, table: str) -> int:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
@@ -256,14 +270,7 @@ def run(smoke: bool = False) -> list[Result]:
         inproc_settings = Settings(home=workdir, db_url=inproc_url, universe_path=universe_path)
         load_before = _load_1m()
         with postgres_instance(instance_url) as instance, dagster_logs_to(log_path):
-            # Warm-up: imports, code paths and the instance's first connections, all untimed.
-            floor.execute_in_process(instance=instance, partition_key=keys[0])
-
-            start = time.perf_counter()
-            result = floor.execute_in_process(instance=instance, tags=tags)
-            floor_s = time.perf_counter() - start
-            if not result.success:
-                raise RuntimeError("the bookkeeping floor run failed")
+            floor_s = _timed_floor(floor, instance, keys[0], tags)
 
             start = time.perf_counter()
             backfill = run_backfill(settings, instance=instance, trigger="bench")
@@ -275,12 +282,7 @@ def run(smoke: bool = False) -> list[Result]:
             # The same floor plus the per-partition check result our step also reports: the
             # bookkeeping of the assets as defined (materializations and their partitioned check).
             floor_checks = floor_job(partitions, with_checks=True)
-            floor_checks.execute_in_process(instance=instance, partition_key=keys[0])
-            start = time.perf_counter()
-            result = floor_checks.execute_in_process(instance=instance, tags=tags)
-            floor_checks_s = time.perf_counter() - start
-            if not result.success:
-                raise RuntimeError("the bookkeeping floor run with checks failed")
+            floor_checks_s = _timed_floor(floor_checks, instance, keys[0], tags)
 
             from market_pipeline.definitions import build_definitions
 
