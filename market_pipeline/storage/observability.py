@@ -5,6 +5,11 @@ endpoints; :class:`ObservabilityStore` implements them on SQLite and PostgreSQL 
 (dialect-specific ``INSERT ... ON CONFLICT`` upserts, everything else portable Core), plus the
 additions the Dagster mirror needs (bulk writes, failure resolution, freshness refresh).
 
+The methods the spec times (the three writes, the freshness update and the three reads) build
+their statements once, with named parameters, and on PostgreSQL run them as one statement each
+on the direct driver connections of :mod:`market_pipeline.storage.direct` (autocommit, no ping,
+no per-call statement building): a write is one round trip.
+
 Conventions shared by every method:
 
 - Keyword arguments only. Datetimes must be timezone-aware (naive ones raise
@@ -32,8 +37,8 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,10 +47,10 @@ from sqlalchemy.engine import Connection, Engine
 from market_pipeline.core.freshness import (
     FRESHNESS_STATUSES,
     freshness_cutoffs,
-    freshness_status,
     health_status,
-    staleness_seconds,
+    status_for_staleness,
 )
+from market_pipeline.storage.direct import compile_for, direct_pool
 from market_pipeline.storage.tables import (
     feature_computation_failures as failures_t,
 )
@@ -72,6 +77,7 @@ MAX_LIMIT = 1000
 EXECUTION_STATUSES = ("running", "completed", "failed")
 SYMBOL_STATUSES = ("pending", "in_progress", "completed", "failed")
 _TERMINAL_STATUSES = ("completed", "failed")
+_ZERO = timedelta(0)
 
 _SYMBOL_STATUS_FIELDS = frozenset(
     {
@@ -89,9 +95,72 @@ _SYMBOL_STATUS_FIELDS = frozenset(
         "error_message",
     }
 )
+_EXECUTION_FIELDS = (
+    "execution_id",
+    "started_at",
+    "completed_at",
+    "total_symbols",
+    "successful_symbols",
+    "failed_symbols",
+    "total_records_processed",
+    "duration_seconds",
+    "status",
+    "error_message",
+    "job_name",
+    "run_trigger",
+    "scheduled_for",
+    "updated_at",
+)
 _FRESHNESS_FIELDS = frozenset(
     {"symbol", "timeframe", "last_computed_at", "data_point_count", "last_bar_at"}
 )
+
+
+class _HealthSummaryRow(NamedTuple):
+    fresh_count: int
+    aging_count: int
+    stale_count: int
+    missing_count: int
+    total_monitored: int
+    symbols: int
+    open_failures: int
+    execution_id: Any
+    started_at: datetime | None
+    completed_at: datetime | None
+    status: str | None
+    total_symbols: int | None
+    successful_symbols: int | None
+    failed_symbols: int | None
+    error_message: str | None
+
+
+class _FailureRow(NamedTuple):
+    kind: str
+    id: int
+    symbol: str
+    timeframe: str
+    error_message: str
+    failed_at: datetime
+    retry_count: int
+    execution_id: Any
+
+
+class _HistoryRow(NamedTuple):
+    execution_id: Any
+    started_at: datetime
+    completed_at: datetime | None
+    duration_seconds: float | None
+    total_symbols: int
+    successful_symbols: int
+    failed_symbols: int
+    total_records_processed: int
+    status: str
+    error_message: str | None
+
+
+def _id_str(value: Any) -> str | None:
+    """An execution id as returned: its string (drivers may hand back ``uuid.UUID``)."""
+    return None if value is None else str(value)
 
 
 class UnknownExecutionError(LookupError):
@@ -275,6 +344,13 @@ class ObservabilityStore:
         # The monitored pairs as the one bound parameter of the freshness queries, built once.
         monitored = self._monitored or ()
         self._monitored_json = json.dumps([list(pair) for pair in monitored])
+        # PostgreSQL over psycopg2: the hot statements go through direct driver connections
+        # (one round trip each, no per-call statement building; see storage/direct.py).
+        self._direct = (
+            direct_pool(engine)
+            if self._dialect == "postgresql" and engine.dialect.driver == "psycopg2"
+            else None
+        )
 
     @property
     def engine(self) -> Engine:
@@ -314,6 +390,65 @@ class ObservabilityStore:
                 # with this transaction and never leaks to other users of the pooled connection.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield conn
+
+    # Statements of the hot methods, built once per dialect with named parameters (they hold no
+    # store state, so every store shares them), and their compiled text for the direct path.
+    _STATEMENTS: ClassVar[dict[tuple[str, str], Any]] = {}
+    _COMPILED: ClassVar[dict[tuple[str, str], tuple[str, Mapping[str, Any]]]] = {}
+
+    def _statement(self, key: str, build: Callable[[], Any]) -> Any:
+        cache_key = (self._dialect, key)
+        stmt = self._STATEMENTS.get(cache_key)
+        if stmt is None:
+            stmt = self._STATEMENTS[cache_key] = build()
+        return stmt
+
+    def _run(
+        self,
+        key: str,
+        build: Callable[[], Any],
+        params: Mapping[str, Any],
+        *,
+        fetch: str = "none",
+        write: bool,
+        may_repeat: bool = True,
+    ) -> Any:
+        """Run the statement ``build()`` (cached under ``key``) with ``params``; return the
+        first row (``fetch="one"``, ``None`` when there is none), all rows (``"all"``) or the
+        row count (``"none"``). Rows unpack as tuples in the statement's column order.
+
+        On PostgreSQL over psycopg2 the compiled text runs on a direct connection in autocommit
+        (one round trip; ``params`` must then be driver-ready: canonical UUID strings, aware
+        datetimes), retried once on a dropped connection when ``may_repeat``. Elsewhere it runs
+        through SQLAlchemy, in a write transaction when ``write``.
+        """
+        if self._direct is not None:
+            cache_key = (self._dialect, key)
+            compiled = self._COMPILED.get(cache_key)
+            if compiled is None:
+                compiled = self._COMPILED[cache_key] = compile_for(
+                    self._engine, self._statement(key, build)
+                )
+            sql, defaults = compiled
+            bound = {**defaults, **params}
+
+            def work(cursor: Any) -> Any:
+                cursor.execute(sql, bound)
+                if fetch == "one":
+                    return cursor.fetchone()
+                if fetch == "all":
+                    return cursor.fetchall()
+                return cursor.rowcount
+
+            return self._direct.run(work, statement=sql, may_repeat=may_repeat)
+        stmt = self._statement(key, build)
+        with self._write() if write else self._engine.connect() as conn:
+            result = conn.execute(stmt, params)
+            if fetch == "one":
+                return result.first()
+            if fetch == "all":
+                return result.all()
+            return result.rowcount
 
     @staticmethod
     def _require_executions(conn: Connection, execution_ids: Iterable[str]) -> None:
@@ -369,10 +504,16 @@ class ObservabilityStore:
             "scheduled_for": _optional_utc(scheduled_for, "scheduled_for"),
             "updated_at": self._now(),
         }
+        self._run("create_execution", self._create_execution_stmt, values, write=True)
+        return eid
+
+    def _create_execution_stmt(self):
         t = executions_t
-        stmt = self._insert(t).values(**values)
+        stmt = self._insert(t).values(
+            {name: sa.bindparam(name, type_=t.c[name].type) for name in _EXECUTION_FIELDS}
+        )
         new = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=[t.c.execution_id],
             set_={
                 "job_name": sa.func.coalesce(t.c.job_name, new.job_name),
@@ -385,9 +526,6 @@ class ObservabilityStore:
                 "updated_at": new.updated_at,
             },
         )
-        with self._write() as conn:
-            conn.execute(stmt)
-        return eid
 
     def update_scheduler_execution_log(
         self,
@@ -412,44 +550,123 @@ class ObservabilityStore:
         eid = canonical_uuid(execution_id)
         completed = _optional_utc(completed_at, "completed_at")
         duration = _check_duration(duration_seconds)
-        t = executions_t
-        changes: dict[str, Any] = {"updated_at": self._now()}
+        params: dict[str, Any] = {
+            "p_execution_id": eid,
+            "p_updated_at": self._now(),
+            "p_completed_at": completed,
+            "p_duration_seconds": duration,
+            "p_error_message": None
+            if error_message is None
+            else sanitize_error_message(error_message),
+            "p_status": None
+            if status is None
+            else _check_status(status, EXECUTION_STATUSES, "execution"),
+        }
         for name, value in (
             ("total_symbols", total_symbols),
             ("successful_symbols", successful_symbols),
             ("failed_symbols", failed_symbols),
             ("total_records_processed", total_records_processed),
         ):
-            if value is not None:
-                changes[name] = _check_count(value, name)
-        if completed is not None:
-            changes["completed_at"] = completed
-        if duration is not None:
-            changes["duration_seconds"] = duration
-        if error_message is not None:
-            changes["error_message"] = sanitize_error_message(error_message)
-        if status is not None:
-            _check_status(status, EXECUTION_STATUSES, "execution")
-            if status == "running":
-                changes["status"] = sa.case(
-                    (t.c.status.in_(_TERMINAL_STATUSES), t.c.status), else_="running"
-                )
-            else:
-                changes["status"] = status
+            params[f"p_{name}"] = None if value is None else _check_count(value, name)
+        if self._dialect == "postgresql":
+            # One statement: the duration is computed, and a completion before the start
+            # refused, in SQL. No row back: unknown id or such a completion; both raise below.
+            row = self._run(
+                "update_execution", self._update_execution_stmt, params, fetch="one", write=True
+            )
+            if row is None:
+                self._raise_update_refused(eid, completed)
+            return
         with self._write() as conn:
             row = conn.execute(
-                t.update()
-                .where(t.c.execution_id == eid)
-                .values(**changes)
-                .returning(t.c.started_at)
+                self._statement("update_execution", self._update_execution_stmt), params
             ).first()
             if row is None:
                 raise UnknownExecutionError(eid)
             if completed is not None and duration is None:
                 seconds = _duration_between(row.started_at, completed, f"execution {eid}")
+                t = executions_t
                 conn.execute(
                     t.update().where(t.c.execution_id == eid).values(duration_seconds=seconds)
                 )
+
+    def _update_execution_stmt(self):
+        """``UPDATE`` of one execution where every ``p_*`` parameter left NULL keeps the stored
+        value; ``RETURNING started_at``. On PostgreSQL it also sets the duration from
+        ``p_completed_at`` and skips the row (returning nothing) when that precedes the start."""
+        t = executions_t
+        p = {
+            name: sa.bindparam(f"p_{name}", type_=t.c[name].type)
+            for name in (
+                "execution_id",
+                "updated_at",
+                "completed_at",
+                "duration_seconds",
+                "error_message",
+                "status",
+                "total_symbols",
+                "successful_symbols",
+                "failed_symbols",
+                "total_records_processed",
+            )
+        }
+        duration = sa.func.coalesce(p["duration_seconds"], t.c.duration_seconds)
+        where = [t.c.execution_id == p["execution_id"]]
+        if self._dialect == "postgresql":
+            elapsed = sa.extract("epoch", p["completed_at"] - t.c.started_at)
+            duration = sa.func.coalesce(
+                p["duration_seconds"],
+                sa.case((p["completed_at"].is_(None), t.c.duration_seconds), else_=elapsed),
+            )
+            where.append(
+                sa.or_(
+                    p["completed_at"].is_(None),
+                    p["duration_seconds"].is_not(None),
+                    p["completed_at"] >= t.c.started_at,
+                )
+            )
+        status = sa.case(
+            (p["status"].is_(None), t.c.status),
+            (
+                sa.and_(
+                    p["status"] == "running",
+                    sa.or_(*(t.c.status == name for name in _TERMINAL_STATUSES)),
+                ),
+                t.c.status,
+            ),
+            else_=p["status"],
+        )
+        keep = {
+            name: sa.func.coalesce(p[name], t.c[name])
+            for name in (
+                "completed_at",
+                "error_message",
+                "total_symbols",
+                "successful_symbols",
+                "failed_symbols",
+                "total_records_processed",
+            )
+        }
+        return (
+            t.update()
+            .where(*where)
+            .values(updated_at=p["updated_at"], duration_seconds=duration, status=status, **keep)
+            .returning(t.c.started_at)
+        )
+
+    def _raise_update_refused(self, eid: str, completed: datetime | None) -> None:
+        """Why the PostgreSQL update of ``eid`` changed nothing: unknown id, or a completion
+        before the start (the same errors as on SQLite)."""
+        t = executions_t
+        with self._engine.connect() as conn:
+            started = conn.execute(
+                sa.select(t.c.started_at).where(t.c.execution_id == eid)
+            ).scalar()
+        if started is None:
+            raise UnknownExecutionError(eid)
+        _duration_between(started, completed, f"execution {eid}")
+        raise AssertionError(f"update of execution {eid} changed no row")  # pragma: no cover
 
     # -- feature_computation_failures ----------------------------------------------------------
 
@@ -490,8 +707,17 @@ class ObservabilityStore:
             "first_failed_at": failed,
         }
         if self._dialect == "postgresql":
-            with self._write() as conn:
-                known, failure_id = conn.execute(self._log_failure_pg_stmt(values)).one()
+            variant = "log_failure" if eid is not None else "log_failure_no_execution"
+            known, failure_id = self._run(
+                variant,
+                lambda: self._log_failure_pg_stmt(with_execution=eid is not None),
+                {f"p_{name}": value for name, value in values.items()},
+                fetch="one",
+                write=True,
+                # Counted once per execution, so a repeat is harmless; without an execution id
+                # a repeat would count the failure twice.
+                may_repeat=eid is not None,
+            )
             if not known:
                 raise UnknownExecutionError(eid)
             return int(failure_id)
@@ -560,7 +786,7 @@ class ObservabilityStore:
         )
 
     @staticmethod
-    def _log_failure_pg_stmt(values: dict[str, Any]) -> sa.Select:
+    def _log_failure_pg_stmt(*, with_execution: bool) -> sa.Select:
         """:meth:`log_feature_computation_failure` on PostgreSQL as one statement (one round trip
         instead of four), returning ``(known, id)``; ``known`` is false when ``execution_id`` has
         no execution row, and then nothing was written.
@@ -575,12 +801,21 @@ class ObservabilityStore:
         f = failures_t
         s = symbol_status_t
         e = executions_t
-        eid = values["execution_id"]
+        names = [
+            "symbol",
+            "timeframe",
+            "error_message",
+            "execution_id",
+            "retry_count",
+            "failed_at",
+            "first_failed_at",
+        ]
+        params = {name: sa.bindparam(f"p_{name}", type_=f.c[name].type) for name in names}
 
         def param(name: str):
-            return sa.literal(values[name], f.c[name].type)
+            return params[name]
 
-        if eid is None:
+        if not with_execution:
             known = sa.true()
             not_recorded = sa.true()
             recorded_id = sa.null()
@@ -612,7 +847,6 @@ class ObservabilityStore:
             .limit(1)
             .cte("superseding")
         )
-        names = list(values)
         columns = [param(name).label(name) for name in names]
         resolved_insert = (
             postgresql.insert(f)
@@ -879,8 +1113,7 @@ class ObservabilityStore:
             },
             at,
         )
-        with self._write() as conn:
-            conn.execute(self._freshness_upsert(), [row]).all()
+        self._write_freshness([row])
         return row["status"]
 
     def update_feature_freshness_many(
@@ -910,9 +1143,31 @@ class ObservabilityStore:
             by_pair[key] = row
         if not by_pair:
             return 0
-        with self._write() as conn:
-            conn.execute(self._freshness_upsert(), list(by_pair.values())).all()
+        self._write_freshness(list(by_pair.values()))
         return len(by_pair)
+
+    def _write_freshness(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert validated freshness rows (one row per pair) in one statement."""
+        if self._dialect == "postgresql":
+            # All rows as one JSON parameter expanded by jsonb_to_recordset: one short statement
+            # whatever the batch size (psycopg2 would otherwise inline every value as text).
+            payload = json.dumps(
+                [
+                    {
+                        name: value.isoformat() if isinstance(value, datetime) else value
+                        for name, value in row.items()
+                    }
+                    for row in rows
+                ]
+            )
+            self._run(
+                "freshness_upsert", self._freshness_json_upsert, {"p_rows": payload}, write=True
+            )
+            return
+        with self._write() as conn:
+            conn.execute(
+                self._statement("freshness_upsert", self._freshness_upsert), rows
+            ).all()
 
     def _freshness_row(self, raw: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         _check_fields(
@@ -920,13 +1175,17 @@ class ObservabilityStore:
         )
         last = _optional_utc(raw["last_computed_at"], "last_computed_at")
         count = _check_count(raw["data_point_count"], "data_point_count")
+        # freshness_status() and staleness_seconds() inlined: both values checked above.
+        seconds = None if last is None else max(now - last, _ZERO).total_seconds()
         return {
             "symbol": _check_key(raw["symbol"], "symbol"),
             "timeframe": _check_key(raw["timeframe"], "timeframe"),
             "last_computed_at": last,
             "data_point_count": count,
-            "status": freshness_status(last, count, now),
-            "staleness_seconds": staleness_seconds(last, now),
+            "status": "missing"
+            if seconds is None or count == 0
+            else status_for_staleness(seconds),
+            "staleness_seconds": seconds,
             "updated_at": now,
             "last_bar_at": _optional_utc(raw.get("last_bar_at"), "last_bar_at"),
         }
@@ -935,8 +1194,30 @@ class ObservabilityStore:
         # RETURNING makes SQLAlchemy 2.1 send an executemany as multi-row INSERTs
         # ("insertmanyvalues"); without it an upsert goes row by row. Batches hold each key once
         # (callers dedupe), which multi-row ON CONFLICT DO UPDATE requires.
+        return self._freshness_on_conflict(self._insert(freshness_t)).returning(
+            freshness_t.c.symbol
+        )
+
+    @staticmethod
+    def _freshness_json_upsert():
+        """PostgreSQL: the rows of the JSON array parameter ``p_rows`` upserted."""
         t = freshness_t
-        stmt = self._insert(t)
+        names = [c.name for c in t.columns]
+        rows = (
+            sa.func.jsonb_to_recordset(
+                sa.cast(sa.bindparam("p_rows", type_=sa.Text), postgresql.JSONB)
+            )
+            .table_valued(*(sa.column(name, t.c[name].type) for name in names))
+            .render_derived(name="r", with_types=True)
+        )
+        stmt = postgresql.insert(t).from_select(names, sa.select(*(rows.c[n] for n in names)))
+        return ObservabilityStore._freshness_on_conflict(stmt)
+
+    @staticmethod
+    def _freshness_on_conflict(stmt):
+        """``stmt`` (an INSERT into ``feature_freshness``) as an upsert that never moves
+        ``last_computed_at`` back and keeps a stored ``last_bar_at`` over a NULL."""
+        t = freshness_t
         new = stmt.excluded
         return stmt.on_conflict_do_update(
             index_elements=[t.c.symbol, t.c.timeframe],
@@ -951,7 +1232,7 @@ class ObservabilityStore:
             where=sa.or_(
                 t.c.last_computed_at.is_(None), new.last_computed_at >= t.c.last_computed_at
             ),
-        ).returning(t.c.symbol)
+        )
 
     def refresh_feature_freshness(self, *, now: datetime | None = None) -> int:
         """Recompute ``status`` and ``staleness_seconds`` of every cached row against ``now``
@@ -984,9 +1265,22 @@ class ObservabilityStore:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def _freshness_source(self, now: datetime):
+    def _freshness_params(self, now: datetime) -> dict[str, Any]:
+        """The parameters of :meth:`_freshness_source` for ``now``."""
+        fresh_after, stale_at = freshness_cutoffs(now)
+        params = {"p_now": now, "p_fresh_after": fresh_after, "p_stale_at": stale_at}
+        if self._monitored is not None:
+            params["monitored_pairs"] = self._monitored_json
+        return params
+
+    def _read_key(self, name: str) -> str:
+        """Cache key of a read statement: its shape depends on whether pairs are monitored."""
+        return f"{name}:{'monitored' if self._monitored is not None else 'table'}"
+
+    def _freshness_source(self):
         """``(from_clause, symbol, timeframe, last_computed_at, data_point_count, status)``: the
-        monitored pairs with their freshness status computed in SQL at ``now``.
+        monitored pairs with their freshness status computed in SQL at the parameters of
+        :meth:`_freshness_params`.
 
         With ``monitored_pairs`` the pairs come from one bound parameter, a JSON array of pairs
         (one parameter whatever the universe size, so the compiled statement is cached) LEFT JOINed to ``feature_freshness``; a pair without a
@@ -1005,10 +1299,7 @@ class ObservabilityStore:
                 # One JSON text parameter: psycopg2 inlines parameters into the SQL text, and a
                 # 500-element array literal costs the server a parse per element on every call.
                 each = sa.func.jsonb_array_elements(
-                    sa.cast(
-                        sa.bindparam("monitored_pairs", self._monitored_json, type_=sa.Text),
-                        postgresql.JSONB,
-                    )
+                    sa.cast(sa.bindparam("monitored_pairs", type_=sa.Text), postgresql.JSONB)
                 ).table_valued("value")
                 pairs = sa.select(
                     each.c.value.op("->>")(0).label("symbol"),
@@ -1016,7 +1307,7 @@ class ObservabilityStore:
                 ).subquery("monitored")
             else:
                 each = sa.func.json_each(
-                    sa.bindparam("monitored_pairs", self._monitored_json, type_=sa.Text)
+                    sa.bindparam("monitored_pairs", type_=sa.Text)
                 ).table_valued("value")
                 pairs = sa.select(
                     sa.func.json_extract(each.c.value, "$[0]").label("symbol"),
@@ -1028,11 +1319,10 @@ class ObservabilityStore:
             )
             count = sa.func.coalesce(t.c.data_point_count, 0)
         last = t.c.last_computed_at
-        fresh_after, stale_at = freshness_cutoffs(now)
         status = sa.case(
             (sa.or_(last.is_(None), count == 0), "missing"),
-            (last > sa.literal(fresh_after, UTCDateTime), "fresh"),
-            (last > sa.literal(stale_at, UTCDateTime), "aging"),
+            (last > sa.bindparam("p_fresh_after", type_=UTCDateTime), "fresh"),
+            (last > sa.bindparam("p_stale_at", type_=UTCDateTime), "aging"),
             else_="stale",
         )
         return source, symbol, timeframe, last, count, status
@@ -1055,10 +1345,50 @@ class ObservabilityStore:
         """
         _check_limit(limit)
         now = self._now()
-        source, symbol, timeframe, last, count, status = self._freshness_source(now)
+        params = {**self._freshness_params(now), "per_status_limit": limit}
+        rows = self._run(
+            self._read_key("staleness_report"),
+            self._staleness_report_stmt,
+            params,
+            fetch="all",
+            write=False,
+        )
+        by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
+        counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
+        for symbol, timeframe, last, count, status, status_count in rows:
+            counts[status] = status_count
+            by_status[status].append(
+                {
+                    "symbol": symbol,
+                    "timeframe": timeframe,
+                    "last_computed_at": last,
+                    # staleness_seconds() without its checks: stored times are aware UTC.
+                    "staleness_seconds": None
+                    if last is None
+                    else max(now - last, _ZERO).total_seconds(),
+                    "status": status,
+                    "data_point_count": count,
+                }
+            )
+        return {
+            "timestamp": now,
+            "summary": {
+                "fresh_count": counts["fresh"],
+                "aging_count": counts["aging"],
+                "stale_count": counts["stale"],
+                "missing_count": counts["missing"],
+                "total_monitored": sum(counts.values()),
+            },
+            "by_status": by_status,
+        }
+
+    def _staleness_report_stmt(self):
+        """The ranked pairs of the staleness report: ``(symbol, timeframe, last_computed_at,
+        data_point_count, status, status_count)``, at most ``per_status_limit`` per status."""
+        source, symbol, timeframe, last, count, status = self._freshness_source()
         # Most stale first = smallest min(last_computed_at, now): a computation in the future
         # has staleness 0, so those tie and fall back to symbol and timeframe as in Python.
-        now_param = sa.literal(now, UTCDateTime)
+        now_param = sa.bindparam("p_now", type_=UTCDateTime)
         clamped = sa.case((last > now_param, now_param), else_=last)
         ranked = (
             sa.select(
@@ -1083,37 +1413,18 @@ class ObservabilityStore:
             .select_from(source)
             .subquery("ranked")
         )
-        stmt = (
-            sa.select(ranked)
-            .where(ranked.c.rank <= sa.bindparam("per_status_limit", limit))
+        return (
+            sa.select(
+                ranked.c.symbol,
+                ranked.c.timeframe,
+                ranked.c.last_computed_at,
+                ranked.c.data_point_count,
+                ranked.c.status,
+                ranked.c.status_count,
+            )
+            .where(ranked.c.rank <= sa.bindparam("per_status_limit", type_=sa.Integer))
             .order_by(ranked.c.status, ranked.c.rank)
         )
-        by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
-        counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
-        with self._engine.connect() as conn:
-            for row in conn.execute(stmt):
-                counts[row.status] = row.status_count
-                by_status[row.status].append(
-                    {
-                        "symbol": row.symbol,
-                        "timeframe": row.timeframe,
-                        "last_computed_at": row.last_computed_at,
-                        "staleness_seconds": staleness_seconds(row.last_computed_at, now),
-                        "status": row.status,
-                        "data_point_count": row.data_point_count,
-                    }
-                )
-        return {
-            "timestamp": now,
-            "summary": {
-                "fresh_count": counts["fresh"],
-                "aging_count": counts["aging"],
-                "stale_count": counts["stale"],
-                "missing_count": counts["missing"],
-                "total_monitored": sum(counts.values()),
-            },
-            "by_status": by_status,
-        }
 
     def get_scheduler_health(self, *, recent_failures_limit: int = 10) -> dict[str, Any]:
         """The spec's ``/admin/scheduler-health`` body, with additions.
@@ -1137,10 +1448,106 @@ class ObservabilityStore:
         """
         _check_limit(recent_failures_limit, "recent_failures_limit")
         now = self._now()
+        summary = self._run(
+            self._read_key("health_summary"),
+            self._health_summary_stmt,
+            self._freshness_params(now),
+            fetch="one",
+            write=False,
+        )
+        failure_rows = [
+            _FailureRow(*row)
+            for row in self._run(
+                "health_failures",
+                self._health_failures_stmt,
+                {"recent_failures_limit": recent_failures_limit,
+                 "alert_threshold": self._threshold},
+                fetch="all",
+                write=False,
+            )
+        ]
+        recent = sorted(
+            (r for r in failure_rows if r.kind == "recent"),
+            key=lambda r: (r.failed_at, r.id),
+            reverse=True,
+        )
+        alerting = sorted(
+            (r for r in failure_rows if r.kind == "alert"),
+            key=lambda r: (r.retry_count, r.failed_at, r.id),
+            reverse=True,
+        )
+        summary = _HealthSummaryRow(*summary)
+        counts_by_status = {
+            "fresh": int(summary.fresh_count),
+            "aging": int(summary.aging_count),
+            "stale": int(summary.stale_count),
+            "missing": int(summary.missing_count),
+        }
+        open_failures = int(summary.open_failures)
+        has_last = summary.execution_id is not None
+        status, reasons = health_status(
+            last_execution_status=summary.status if has_last else None,
+            stale_count=counts_by_status["stale"],
+            missing_count=counts_by_status["missing"],
+            open_failures_count=open_failures,
+        )
+        return {
+            "status": status,
+            "timestamp": now,
+            "last_execution": None
+            if not has_last
+            else {
+                "execution_id": _id_str(summary.execution_id),
+                "started_at": summary.started_at,
+                "completed_at": summary.completed_at,
+                "status": summary.status,
+                "successful_symbols": summary.successful_symbols,
+                "failed_symbols": summary.failed_symbols,
+                "total_symbols": summary.total_symbols,
+                "error_message": summary.error_message,
+            },
+            "stale_features_count": counts_by_status["stale"] + counts_by_status["missing"],
+            "recent_failures": [
+                {
+                    "symbol": r.symbol,
+                    "timeframe": r.timeframe,
+                    "error": r.error_message,
+                    "failed_at": r.failed_at,
+                    "retry_count": r.retry_count,
+                    "execution_id": _id_str(r.execution_id),
+                }
+                for r in recent
+            ],
+            "total_symbols_monitored": int(summary.symbols),
+            "reasons": reasons,
+            "missing_features_count": counts_by_status["missing"],
+            "open_failures_count": open_failures,
+            "freshness_summary": {
+                "fresh_count": counts_by_status["fresh"],
+                "aging_count": counts_by_status["aging"],
+                "stale_count": counts_by_status["stale"],
+                "missing_count": counts_by_status["missing"],
+                "total_monitored": int(summary.total_monitored),
+            },
+            "alerts": [
+                {
+                    "symbol": r.symbol,
+                    "timeframe": r.timeframe,
+                    "consecutive_failures": r.retry_count + 1,
+                    "error": r.error_message,
+                    "failed_at": r.failed_at,
+                }
+                for r in alerting
+            ],
+        }
+
+    def _health_summary_stmt(self):
+        """One row: freshness counts of the monitored pairs (statuses computed in SQL), the
+        distinct symbol count, the open failure count and the last execution's columns (see
+        :class:`_HealthSummaryRow`)."""
         e = executions_t
         f = failures_t
-        open_failure = sa.not_(f.c.resolved)
-        source, symbol, _, _, _, status = self._freshness_source(now)
+        source, symbol, _, _, _, status = self._freshness_source()
 
         def status_count(name: str):
             return sa.func.coalesce(
@@ -1172,11 +1579,26 @@ class ObservabilityStore:
             .subquery("last_execution")
         )
         open_count = (
-            sa.select(sa.func.count()).select_from(f).where(open_failure).scalar_subquery()
+            sa.select(sa.func.count())
+            .select_from(f)
+            .where(sa.not_(f.c.resolved))
+            .scalar_subquery()
         )
-        summary_stmt = sa.select(
-            counts, open_count.label("open_failures"), last
+        return sa.select(
+            *(counts.c[f"{name}_count"] for name in FRESHNESS_STATUSES),
+            counts.c.total_monitored,
+            counts.c.symbols,
+            open_count.label("open_failures"),
+            *last.c,
         ).select_from(counts.outerjoin(last, sa.true()))
+
+    @staticmethod
+    def _health_failures_stmt():
+        """The open failures of the health report (see :class:`_FailureRow`): the newest
+        ``recent_failures_limit`` (kind ``recent``) and those at or over ``alert_threshold``
+        consecutive failures (kind ``alert``), as one UNION ALL."""
+        f = failures_t
+        open_failure = sa.not_(f.c.resolved)
         failure_columns = (
             f.c.id,
             f.c.symbol,
@@ -1190,86 +1612,14 @@ class ObservabilityStore:
             sa.select(sa.literal("recent").label("kind"), *failure_columns)
             .where(open_failure)
             .order_by(f.c.failed_at.desc(), f.c.id.desc())
-            .limit(sa.bindparam("recent_failures_limit", recent_failures_limit))
+            .limit(sa.bindparam("recent_failures_limit", type_=sa.Integer))
             .subquery("recent")
         )
         alert_q = sa.select(sa.literal("alert").label("kind"), *failure_columns).where(
-            open_failure, f.c.retry_count + 1 >= sa.bindparam("alert_threshold", self._threshold)
+            open_failure,
+            f.c.retry_count + 1 >= sa.bindparam("alert_threshold", type_=sa.Integer),
         )
-        failures_stmt = sa.union_all(sa.select(recent_q), alert_q)
-        with self._engine.connect() as conn:
-            summary = conn.execute(summary_stmt).one()
-            failure_rows = conn.execute(failures_stmt).all()
-        recent = sorted(
-            (r for r in failure_rows if r.kind == "recent"),
-            key=lambda r: (r.failed_at, r.id),
-            reverse=True,
-        )
-        alerting = sorted(
-            (r for r in failure_rows if r.kind == "alert"),
-            key=lambda r: (r.retry_count, r.failed_at, r.id),
-            reverse=True,
-        )
-        counts_by_status = {name: int(summary._mapping[f"{name}_count"]) for name in (
-            FRESHNESS_STATUSES
-        )}
-        open_failures = int(summary.open_failures)
-        has_last = summary.execution_id is not None
-        status, reasons = health_status(
-            last_execution_status=summary.status if has_last else None,
-            stale_count=counts_by_status["stale"],
-            missing_count=counts_by_status["missing"],
-            open_failures_count=open_failures,
-        )
-        return {
-            "status": status,
-            "timestamp": now,
-            "last_execution": None
-            if not has_last
-            else {
-                "execution_id": summary.execution_id,
-                "started_at": summary.started_at,
-                "completed_at": summary.completed_at,
-                "status": summary.status,
-                "successful_symbols": summary.successful_symbols,
-                "failed_symbols": summary.failed_symbols,
-                "total_symbols": summary.total_symbols,
-                "error_message": summary.error_message,
-            },
-            "stale_features_count": counts_by_status["stale"] + counts_by_status["missing"],
-            "recent_failures": [
-                {
-                    "symbol": r.symbol,
-                    "timeframe": r.timeframe,
-                    "error": r.error_message,
-                    "failed_at": r.failed_at,
-                    "retry_count": r.retry_count,
-                    "execution_id": r.execution_id,
-                }
-                for r in recent
-            ],
-            "total_symbols_monitored": int(summary.symbols),
-            "reasons": reasons,
-            "missing_features_count": counts_by_status["missing"],
-            "open_failures_count": open_failures,
-            "freshness_summary": {
-                "fresh_count": counts_by_status["fresh"],
-                "aging_count": counts_by_status["aging"],
-                "stale_count": counts_by_status["stale"],
-                "missing_count": counts_by_status["missing"],
-                "total_monitored": int(summary.total_monitored),
-            },
-            "alerts": [
-                {
-                    "symbol": r.symbol,
-                    "timeframe": r.timeframe,
-                    "consecutive_failures": r.retry_count + 1,
-                    "error": r.error_message,
-                    "failed_at": r.failed_at,
-                }
-                for r in alerting
-            ],
-        }
+        return sa.union_all(sa.select(recent_q), alert_q)
 
     def get_execution_history(self, *, limit: int = 20) -> dict[str, Any]:
         """The spec's ``/admin/scheduler/execution-history`` body: executions newest first.
@@ -1279,29 +1629,21 @@ class ObservabilityStore:
         """
         _check_limit(limit)
         now = self._now()
-        e = executions_t
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    e.c.execution_id,
-                    e.c.started_at,
-                    e.c.completed_at,
-                    e.c.duration_seconds,
-                    e.c.total_symbols,
-                    e.c.successful_symbols,
-                    e.c.failed_symbols,
-                    e.c.total_records_processed,
-                    e.c.status,
-                    e.c.error_message,
-                )
-                .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
-                .limit(limit)
-            ).all()
+        rows = [
+            _HistoryRow(*row)
+            for row in self._run(
+                "execution_history",
+                self._history_stmt,
+                {"history_limit": limit},
+                fetch="all",
+                write=False,
+            )
+        ]
         return {
             "timestamp": now,
             "executions": [
                 {
-                    "execution_id": r.execution_id,
+                    "execution_id": _id_str(r.execution_id),
                     "started_at": r.started_at,
                     "completed_at": r.completed_at,
                     "duration_seconds": r.duration_seconds,
@@ -1318,3 +1660,12 @@ class ObservabilityStore:
                 for r in rows
             ],
         }
+
+    @staticmethod
+    def _history_stmt():
+        e = executions_t
+        return (
+            sa.select(*(e.c[name] for name in _HistoryRow._fields))
+            .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
+            .limit(sa.bindparam("history_limit", type_=sa.Integer))
+        )

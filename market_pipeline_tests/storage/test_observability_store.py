@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from market_pipeline.core.freshness import NO_EXECUTION_REASON, freshness_status
+from market_pipeline.storage.direct import direct_pool
 from market_pipeline.storage.engine import make_engine, temporary_postgres_database
 from market_pipeline.storage.migrations import migrate
 from market_pipeline.storage.observability import (
@@ -582,37 +583,37 @@ def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, stor
 
 
 @pytest.mark.postgres
-def test_a_failure_write_is_one_statement_on_postgresql(pg_engine, clock):
+def test_a_failure_write_is_one_call_on_postgresql(pg_engine, clock):
     engine, store = pg_engine, ObservabilityStore(pg_engine, clock=clock)
     eid = new_execution(store)
+    pool = direct_pool(engine)
+    before = pool.calls
     with StatementCounter(engine) as counter:
         store.log_feature_computation_failure(
             symbol="XYZ", timeframe="1h", error_message="x", execution_id=eid
         )
-    assert counter.count == 2  # SET LOCAL synchronous_commit, then the statement
+    assert pool.calls - before == 1  # one statement on a direct connection
+    assert counter.count == 0  # and nothing through the SQLAlchemy pool
     assert failure_rows(engine, "XYZ", "1h")[0].retry_count == 0
 
 
 @pytest.mark.postgres
-def test_writes_skip_the_commit_flush_only_inside_their_own_transaction(pg_engine, clock):
-    """On PostgreSQL each write transaction turns synchronous_commit off with SET LOCAL; the
-    pooled connection is back to the server default afterwards (other users keep durability)."""
+def test_only_the_stores_own_connections_skip_the_commit_flush(pg_engine, clock):
+    """The store's direct connections run with synchronous_commit off (its rows are derived
+    data the reconciler rebuilds); the engine's pooled connections keep the server default, so
+    market data written through them stays durable."""
     engine, store = pg_engine, ObservabilityStore(pg_engine, clock=clock)
-    seen = []
+    new_execution(store)
 
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
+    def show(cursor):
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
 
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        eid = new_execution(store)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    assert seen[0] == "SET LOCAL synchronous_commit = off"
-    assert execution_row(engine, eid).status == "running"
+    assert direct_pool(engine).run(show, statement="SHOW", may_repeat=True) == "off"
     with engine.connect() as conn:
         default = conn.exec_driver_sql("SELECT reset_val FROM pg_settings "
                                        "WHERE name = 'synchronous_commit'").scalar_one()
+        assert default == "on"
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == default
 
 
