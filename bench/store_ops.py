@@ -236,28 +236,25 @@ def _operations(store: ObservabilityStore, pairs: list[tuple[str, str]]):
 
 def _miss_note(name: str, p50: float, spec: float, floor_ms: float) -> str:
     """What bounds an operation that missed a tenth of the spec, and what would move it."""
+    goal = spec / 10
     if name.startswith("get"):
         return (
-            f"a read of {p50:.1f} ms: several indexed queries plus Python assembly of every "
-            "monitored pair's status (the freshness items are computed at read time, never "
-            "trusted from the cache); moved by caching the report for a few seconds or "
-            "computing status in SQL"
+            f"a read of {p50:.2f} ms: one or two statements on a direct connection, most of it "
+            "server time (the freshness statuses are computed in SQL at read time over the "
+            "monitored pairs, never trusted from the cache); moved by caching the answer for a "
+            "second, as the admin API does"
         )
-    if floor_ms >= spec / 10:
-        bound = (
-            f"bounded by the commit: a bare one-row INSERT + COMMIT takes {floor_ms:.1f} ms on "
-            "this server (synchronous_commit=on, WAL fdatasync on a shared disk), which alone "
-            f"exceeds the goal of {spec / 10:g} ms"
-        )
-    else:
-        bound = (
-            f"the commit (a bare one-row INSERT + COMMIT: {floor_ms:.1f} ms) is part of it, the "
-            "rest is statement compilation and validation in Python per call"
+    if floor_ms >= goal:
+        return (
+            f"bounded by the server: a bare one-row INSERT on a driver connection with the "
+            f"store's settings (autocommit, synchronous_commit off) takes {floor_ms:.2f} ms "
+            f"here, which alone exceeds the goal of {goal:g} ms; only acknowledging writes "
+            "before they reach the database (an in-process queue) would move it, and the "
+            "spec's methods raise on unknown ids, which a queued write cannot"
         )
     return (
-        f"{bound}; moved by SET LOCAL synchronous_commit=off for these writes (the reconciler "
-        "can rebuild them from Dagster's run storage), by batching several per transaction, "
-        "or by caching compiled statements"
+        f"one statement on a direct connection (a bare one-row INSERT: {floor_ms:.2f} ms); "
+        "the rest is the server applying the upsert and Python validating the rows"
     )
 
 
@@ -281,10 +278,18 @@ def run(smoke: bool = False) -> list[Result]:
                     fn()
             with engine.begin() as conn:
                 conn.exec_driver_sql("CREATE TABLE bench_commit_floor (id int)")
+            # The floor of a one-statement write as the store sends it: a bare one-row INSERT
+            # on a driver connection with the store's session settings (autocommit,
+            # synchronous_commit off), no Python around it.
+            raw = engine.raw_connection()
+            raw.detach()
+            floor_conn = raw.dbapi_connection
+            floor_conn.autocommit = True
+            floor_cursor = floor_conn.cursor()
+            floor_cursor.execute("SET synchronous_commit = off")
 
             def commit_floor() -> None:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql("INSERT INTO bench_commit_floor VALUES (1)")
+                floor_cursor.execute("INSERT INTO bench_commit_floor VALUES (1)")
 
             times: dict[str, list[float]] = {name: [] for name in ops}
             floor: list[float] = []
@@ -292,6 +297,7 @@ def run(smoke: bool = False) -> list[Result]:
                 for name, fn in ops.items():
                     times[name].extend(time_ms(fn, 1))
                 floor.extend(time_ms(commit_floor, 1))
+            floor_conn.close()
         finally:
             engine.dispose()
 
@@ -312,7 +318,7 @@ def run(smoke: bool = False) -> list[Result]:
             direction=LOWER_IS_BETTER,
             goal="ratio <= 0.1",
             extra={"p50_ms": p50, "p99_ms": p99, "p99_ratio": p99 / spec,
-                   "one_row_insert_commit_ms": floor_ms, **history},
+                   "one_row_insert_autocommit_ms": floor_ms, **history},
         )
         result.goal_met = result.ratio <= 0.1
         if not result.goal_met:
