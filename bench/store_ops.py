@@ -12,6 +12,8 @@ admin API call them.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from bench.common import (
     temp_database,
     time_ms,
 )
+from market_pipeline.storage.engine import make_engine
 from market_pipeline.storage.observability import ObservabilityStore
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "1d")
@@ -167,6 +170,37 @@ def seed_history(
         conn.exec_driver_sql("VACUUM ANALYZE")
 
 
+_HISTORY_URLS: dict[tuple[int, int, int], str] = {}
+_HISTORY_DATABASES = contextlib.ExitStack()
+atexit.register(_HISTORY_DATABASES.close)
+
+
+def history_database(*, executions: int, statuses: int, failures: int) -> str:
+    """URL of a migrated database holding :func:`seed_history` of these sizes over
+    :func:`monitored_pairs`, seeded once per process: this case and the API case share it
+    (seeding 1M rows takes most of a minute). A later user finds the rows an earlier one added
+    (a few hundred executions, failures and freshness updates: noise next to the seeded history)
+    after a ``VACUUM ANALYZE``. The database is dropped when the process exits."""
+    key = (executions, statuses, failures)
+    url = _HISTORY_URLS.get(key)
+    engine = None
+    try:
+        if url is None:
+            url = _HISTORY_DATABASES.enter_context(temp_database("history"))
+            engine = migrated_engine(url)
+            seed_history(engine, executions=executions, statuses=statuses, failures=failures,
+                         pairs=monitored_pairs())
+            _HISTORY_URLS[key] = url
+        else:
+            engine = make_engine(url)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+    finally:
+        if engine is not None:
+            engine.dispose()
+    return url
+
+
 def _operations(store: ObservabilityStore, pairs: list[tuple[str, str]]):
     """The seven operations as zero-argument callables, with the state they carry between calls."""
     created: list[str] = []
@@ -265,41 +299,38 @@ def run(smoke: bool = False) -> list[Result]:
     )
     rounds = 20 if smoke else 300
     pairs = monitored_pairs()
-    with temp_database("store_ops") as url:
-        engine = migrated_engine(url)
-        try:
-            seed_history(
-                engine, executions=executions, statuses=statuses, failures=failures, pairs=pairs
-            )
-            store = ObservabilityStore(engine, monitored_pairs=pairs)
-            ops = _operations(store, pairs)
-            for fn in ops.values():  # warm-up: connections, statement caches
-                for _ in range(3):
-                    fn()
-            with engine.begin() as conn:
-                conn.exec_driver_sql("CREATE TABLE bench_commit_floor (id int)")
-            # The floor of a one-statement write as the store sends it: a bare one-row INSERT
-            # on a driver connection with the store's session settings (autocommit,
-            # synchronous_commit off), no Python around it.
-            raw = engine.raw_connection()
-            raw.detach()
-            floor_conn = raw.dbapi_connection
-            floor_conn.autocommit = True
-            floor_cursor = floor_conn.cursor()
-            floor_cursor.execute("SET synchronous_commit = off")
+    url = history_database(executions=executions, statuses=statuses, failures=failures)
+    engine = make_engine(url)
+    try:
+        store = ObservabilityStore(engine, monitored_pairs=pairs)
+        ops = _operations(store, pairs)
+        for fn in ops.values():  # warm-up: connections, statement caches
+            for _ in range(3):
+                fn()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_commit_floor (id int)")
+        # The floor of a one-statement write as the store sends it: a bare one-row INSERT
+        # on a driver connection with the store's session settings (autocommit,
+        # synchronous_commit off), no Python around it.
+        raw = engine.raw_connection()
+        raw.detach()
+        floor_conn = raw.dbapi_connection
+        floor_conn.autocommit = True
+        floor_cursor = floor_conn.cursor()
+        floor_cursor.execute("SET synchronous_commit = off")
 
-            def commit_floor() -> None:
-                floor_cursor.execute("INSERT INTO bench_commit_floor VALUES (1)")
+        def commit_floor() -> None:
+            floor_cursor.execute("INSERT INTO bench_commit_floor VALUES (1)")
 
-            times: dict[str, list[float]] = {name: [] for name in ops}
-            floor: list[float] = []
-            for _ in range(rounds):
-                for name, fn in ops.items():
-                    times[name].extend(time_ms(fn, 1))
-                floor.extend(time_ms(commit_floor, 1))
-            floor_conn.close()
-        finally:
-            engine.dispose()
+        times: dict[str, list[float]] = {name: [] for name in ops}
+        floor: list[float] = []
+        for _ in range(rounds):
+            for name, fn in ops.items():
+                times[name].extend(time_ms(fn, 1))
+            floor.extend(time_ms(commit_floor, 1))
+        floor_conn.close()
+    finally:
+        engine.dispose()
 
     floor_ms = median(floor)
     results = []
