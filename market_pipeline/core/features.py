@@ -244,7 +244,7 @@ def compute_features_stacked(
         )
     kinds = [_series_kind(a, t) for a, t in zip(asset_classes, timeframes, strict=True)]
     values = _compute(
-        _ts_ns(bars["ts"]),
+        *_ts_ticks(bars["ts"]),
         *(_float_column(bars, name) for name in ("high", "low", "close", "volume")),
         lengths=lengths_arr,
         kinds=kinds,
@@ -268,9 +268,10 @@ def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
     return bars
 
 
-def _ts_ns(ts: pd.Series) -> np.ndarray:
-    """Nanoseconds since the epoch (UTC), whatever the column's unit and display time zone."""
-    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+def _ts_ticks(ts: pd.Series) -> tuple[np.ndarray, int]:
+    """Ticks since the epoch (UTC) in the column's own unit (no copy), and nanoseconds per tick."""
+    index = pd.DatetimeIndex(ts)
+    return index.asi8, int(np.timedelta64(1, index.unit) // np.timedelta64(1, "ns"))
 
 
 def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
@@ -295,7 +296,8 @@ def _frame(bars: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
 
 
 def _compute(
-    ts_ns: np.ndarray,
+    ts: np.ndarray,
+    tick_ns: int,
     high: np.ndarray,
     low: np.ndarray,
     close: np.ndarray,
@@ -310,8 +312,8 @@ def _compute(
     if n_bars == 0:
         return out
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    _check_increasing(ts_ns, offsets)
-    new_session = _session_starts(ts_ns, offsets, kinds)
+    _check_increasing(ts, offsets)
+    new_session = _session_starts(ts, tick_ns, offsets, kinds)
     sqrt_bars_per_year = np.array([kind.sqrt_bars_per_year for kind in kinds])
     daily = np.array([not kind.intraday for kind in kinds], dtype=bool)
     blocks = [rows for rows in _blocks(lengths) if lengths[rows].max() > 0]
@@ -368,20 +370,23 @@ def _blocks(lengths: np.ndarray) -> list[np.ndarray]:
     return blocks
 
 
-def _check_increasing(ts_ns: np.ndarray, offsets: np.ndarray) -> None:
-    increasing = np.greater(ts_ns[1:], ts_ns[:-1])
+def _check_increasing(ts: np.ndarray, offsets: np.ndarray) -> None:
+    increasing = np.greater(ts[1:], ts[:-1])
     # A series boundary may go back in time; inside a series ts must strictly increase.
     inner = offsets[1:-1]
-    increasing[inner[(inner > 0) & (inner < len(ts_ns))] - 1] = True
+    increasing[inner[(inner > 0) & (inner < len(ts))] - 1] = True
     if not increasing.all():
         raise ValueError("bars.ts must be strictly increasing within each series")
 
 
 def _session_starts(
-    ts_ns: np.ndarray, offsets: np.ndarray, kinds: Sequence[_SeriesKind]
+    ts: np.ndarray, tick_ns: int, offsets: np.ndarray, kinds: Sequence[_SeriesKind]
 ) -> np.ndarray:
-    """True on the first bar of each VWAP session: every bar for daily series, else a new date."""
-    starts = np.ones(len(ts_ns), dtype=bool)
+    """True on the first bar of each VWAP session: every bar for daily series, else a new date.
+
+    ``ts`` in ticks of ``tick_ns`` nanoseconds since the epoch (UTC).
+    """
+    starts = np.ones(len(ts), dtype=bool)
     by_tz: dict[str, list[int]] = {}
     for i, kind in enumerate(kinds):
         if kind.intraday and offsets[i + 1] > offsets[i]:
@@ -391,23 +396,23 @@ def _session_starts(
             select: slice | np.ndarray = slice(None)
         else:
             select = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in series])
-        stamps = ts_ns[select]
+        stamps = ts[select]
         sizes = offsets[np.array(series) + 1] - offsets[series]
         if len(series) > 1 and (sizes == sizes[0]).all():
             # Series of one timeframe usually share the bar grid: then one date lookup does.
             grid = stamps.reshape(len(series), -1)
             if (grid == grid[0]).all():
-                starts[select] = np.tile(_day_changes(grid[0], tz), len(series))
+                starts[select] = np.tile(_day_changes(grid[0], tz, tick_ns), len(series))
                 continue
-        change = _day_changes(stamps, tz)
+        change = _day_changes(stamps, tz, tick_ns)
         starts[select] = change
         starts[offsets[series]] = True
     return starts
 
 
-def _day_changes(ts_ns: np.ndarray, tz: str) -> np.ndarray:
+def _day_changes(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
     """True where the local date in ``tz`` differs from the previous bar's (and on bar 0)."""
-    day = _local_day(ts_ns, tz)
+    day = _local_day(ts, tz, tick_ns)
     change = np.empty(len(day), dtype=bool)
     change[0] = True
     np.not_equal(day[1:], day[:-1], out=change[1:])
@@ -417,15 +422,18 @@ def _day_changes(ts_ns: np.ndarray, tz: str) -> np.ndarray:
 _SLOT_NS = (3_600 * 10**9, 900 * 10**9)  # one hour, else 15 minutes
 
 
-def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
-    """Calendar day number (days since 1970-01-01) of each UTC instant in time zone ``tz``."""
+def _local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
+    """Calendar day number (days since 1970-01-01) in time zone ``tz`` of each UTC instant.
+
+    ``ts`` in ticks of ``tick_ns`` nanoseconds (a divisor of a second, so of every slot and day).
+    """
     if tz == "UTC":
-        return ts_ns // _NS_PER_DAY
+        return ts // (_NS_PER_DAY // tick_ns)
     # Look the local date up per UTC time slot (one pandas conversion per slot spanned, not per
     # bar). That is exact when every UTC offset is a whole number of slots (so local midnight is a
     # slot boundary) and the offset is constant within each slot, which is checked; bars in slots
     # where it is not (a transition in mid-slot) are converted exactly.
-    lo, hi = int(ts_ns.min()), int(ts_ns.max())
+    lo, hi = int(ts.min()) * tick_ns, int(ts.max()) * tick_ns
     for slot_ns in _SLOT_NS:
         first = lo // slot_ns
         grid = pd.date_range(
@@ -438,10 +446,9 @@ def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
         if not (offset % slot_ns).any():
             break
     else:
-        local = pd.DatetimeIndex(ts_ns.view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
-        return local.tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
+        return _exact_local_day(ts, tz, tick_ns)
     day_of_slot = (grid.asi8 + offset) // _NS_PER_DAY
-    slot = ts_ns // slot_ns
+    slot = ts // (slot_ns // tick_ns)
     slot -= first
     day = day_of_slot[slot]
     # Offset changes between two slot starts: fine if the change is exactly at the later start.
@@ -454,9 +461,14 @@ def _local_day(ts_ns: np.ndarray, tz: str) -> np.ndarray:
         )
         if last_offset != offset[k]:
             inside = np.flatnonzero(slot == k)
-            local = pd.DatetimeIndex(ts_ns[inside].view("M8[ns]")).tz_localize("UTC")
-            day[inside] = local.tz_convert(tz).tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
+            day[inside] = _exact_local_day(ts[inside], tz, tick_ns)
     return day
+
+
+def _exact_local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
+    """:func:`_local_day` by converting every instant (slow; for irregular time zones)."""
+    local = pd.DatetimeIndex((ts * tick_ns).view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
+    return local.tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
 
 
 # --------------------------------------------------------------------------------------------

@@ -436,6 +436,17 @@ def test_crypto_vwap_resets_at_utc_midnight():
     _assert_close(features["vwap"], _vwap_reference(bars, "UTC"), rtol=1e-12)
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_vwap_sessions_do_not_depend_on_the_unit_of_ts(unit):
+    # Local dates are computed from ts in its own unit, across the March 2024 DST change.
+    stamps = pd.date_range("2024-03-08T12:00Z", "2024-03-12T12:00Z", freq="30min")
+    bars = _intraday_bars(list(stamps), seed=5)
+    bars["ts"] = bars["ts"].dt.as_unit(unit)
+    for asset_class, tz in (("equity", "America/New_York"), ("crypto", "UTC")):
+        features = compute_features(bars, asset_class=asset_class, timeframe="30m")
+        _assert_close(features["vwap"], _vwap_reference(bars, tz), rtol=1e-12)
+
+
 def test_vwap_is_nan_until_the_session_has_volume():
     timestamps = ["2024-03-11T13:30Z", "2024-03-11T14:30Z", "2024-03-11T15:30Z",
                   "2024-03-12T13:30Z", "2024-03-12T14:30Z"]  # fmt: skip
