@@ -1,7 +1,7 @@
 """Quant features of OHLCV bars, computed for many series at once.
 
-Pure Python (numpy, scipy, pandas): no Dagster, no database. The values are the textbook ones, so
-any of them can be checked against TA-Lib or by hand; the tests in
+numpy and pandas plus one numba-compiled loop: no Dagster, no database. The values are the
+textbook ones, so any of them can be checked against TA-Lib or by hand; the tests in
 ``market_pipeline_tests/core/test_features.py`` do exactly that on real daily data.
 
 Entry points: :func:`compute_features` (one series), :func:`compute_features_many` (a dict of
@@ -52,16 +52,20 @@ store). Volatility is then 0; anything divided by such a std, by zero volume or 
 NaN: never inf, never an exception.
 
 How it is computed: series are rows of padded 2-D blocks (similar lengths together, ~64k cells per
-block, all temporaries in one reused workspace). Rolling sums add shifted slices by pairwise
-doubling (round-off ~log2(n) ulps and local to the window, no running total that drifts); the
-variance uses sums of closes centred on the series' first close, and a window whose sum-of-squares
-formula cancels badly (dev <= 1e-5 * sum of squares) is recomputed two-pass. EMA, Wilder and the
-MACD signal are first-order IIR filters (``scipy.signal.lfilter``, the SMA seed as initial
-condition), one call per filter for a whole block; OBV and VWAP are row cumulative sums. Each value
-depends only on bars at or before it, through the same arithmetic whatever follows, so a prefix of
-a series gives bit-identical values to the corresponding rows of the full computation (tested):
-recomputing a series over its full stored history keeps stored values equal to a full-history
-computation.
+block, all temporaries in one reused workspace). The windowed features are numpy passes over a
+whole block: rolling sums add shifted slices by pairwise doubling (round-off ~log2(n) ulps and
+local to the window, no running total that drifts); the variance uses sums of closes centred on
+the series' first close, and a window whose sum-of-squares formula cancels badly (dev <= 1e-5 *
+sum of squares) is recomputed two-pass. The recursive features (EMA, MACD and its signal, Wilder
+RSI and ATR, OBV, VWAP) are one loop along each row that computes all of them in the same pass,
+each smoothed one with the plain recursion ``y = decay * y + alpha * x`` from its SMA seed (two
+rounded products and their rounded sum, no fused multiply-add: the textbook formula in float64).
+That loop is compiled with numba on first use, with ``cache=True``: the first call in a process
+pays ~1 s (numba's import and loading the cached machine code), ~3 s where it has to compile.
+Each value depends only on bars at or before it, through the same arithmetic whatever follows, so
+a prefix of a series gives bit-identical values to the corresponding rows of the full computation
+(tested): recomputing a series over its full stored history keeps stored values equal to a
+full-history computation.
 
 Inputs are expected validated: finite prices with low <= high, non-negative volumes, ``ts``
 strictly increasing within each series (checked). A NaN price never turns into inf: windows that
@@ -72,14 +76,13 @@ NaN after it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import lfilter
 
 from market_pipeline.core.timeframes import SESSION_TIMEZONE, Timeframe, check_asset_class
 
@@ -111,7 +114,7 @@ STD_REL_EPSILON = 1e-10
 # Sum-of-squares variance is exact to ~3e-15 * S2; below this fraction of S2 recompute two-pass.
 _CANCELLATION_TOLERANCE = 1e-5
 # Cells (series x bars) per padded block: big enough to amortise numpy call overhead, small
-# enough that the ~30 temporaries of one block stay in cache-friendly territory.
+# enough that the ~10 temporaries of one block stay in cache-friendly territory.
 _BLOCK_CELLS = 1 << 16
 # A block may hold at most this many padded cells per real bar.
 _MAX_PADDING_RATIO = 1.3
@@ -476,8 +479,8 @@ def _exact_local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 # Scratch buffers of the kernel, each one block of cells.
-(_S1, _S2, _SQ, _STD, _CENTRED, _TMP, _CHANGE, _TYPICAL) = range(8)
-_N_SCRATCH = 8
+(_S1, _S2, _SQ, _STD, _CENTRED, _TMP) = range(6)
+_N_SCRATCH = 6
 _N_LEVELS = _SMA_SLOW.bit_length() - 1  # doubling levels 2, 4, ..., 32 for windows up to 50
 
 
@@ -485,21 +488,14 @@ class _Kernel:
     """Computes all features of a block into ``res`` with preallocated scratch buffers.
 
     Every intermediate lives in one workspace allocated once per call and reused by every block:
-    allocating ~30 fresh arrays per block costs more in page faults than the arithmetic.
+    allocating a dozen fresh arrays per block costs more in page faults than the arithmetic.
     """
 
     def __init__(self, cells: int) -> None:
         self._cells = cells
         self._scratch = np.empty((_N_SCRATCH, cells))
         self._levels = np.empty((_N_LEVELS, cells))
-        self._wilder = np.empty((2, cells))
-        self._averages = np.empty((2, cells))
-        # VWAP pairs (price x volume, volume) and their cumulative sums with a leading 0 column
-        # per row (at most ``cells`` rows).
-        self._pairs = np.empty(cells, dtype=np.complex128)
-        self._cumulative = np.empty(2 * cells, dtype=np.complex128)
-        self._flags = np.empty((2, cells), dtype=bool)
-        self._index = np.empty(cells, dtype=np.int64)
+        self._flags = np.empty(cells, dtype=bool)
         self._inputs: tuple[np.ndarray, ...] | None = None
         self._result: np.ndarray | None = None
         self._x = self._scratch[0]
@@ -573,7 +569,7 @@ class _Kernel:
         only recomputed windows can be that small, since the others have dev > 1e-5 * s2.
         """
         m = x.size
-        tmp, suspicious = self._scratch[_TMP, :m], self._flags[0, :m]
+        tmp, suspicious = self._scratch[_TMP, :m], self._flags[:m]
         np.multiply(s1, s1, out=out)
         out /= n
         np.subtract(s2, out, out=out)
@@ -595,7 +591,7 @@ class _Kernel:
 
     def _std_from_variance(self, var: np.ndarray, scale_sq: np.ndarray) -> None:
         """sqrt in place; a std at or below STD_REL_EPSILON * scale becomes exactly 0."""
-        small = self._flags[0, : var.size]
+        small = self._flags[: var.size]
         np.less_equal(var, scale_sq, out=small)
         np.copyto(var, 0.0, where=small)
         np.sqrt(var, out=var)
@@ -630,7 +626,7 @@ class _Kernel:
         np.divide(c[1:], c[:-1], out=simple[1:])
         np.log(simple[1:], out=logret[1:])
         simple[1:] -= 1.0
-        nonpositive = self._flags[0, :m]
+        nonpositive = self._flags[:m]
         np.less_equal(c, 0.0, out=nonpositive)
         if nonpositive.any():
             bad = nonpositive[1:] | nonpositive[:-1]
@@ -684,147 +680,223 @@ class _Kernel:
         zscore = flat("zscore_20")
         np.subtract(c, sma20, out=zscore)
         np.divide(zscore, std, out=zscore)
-        zero_std = self._flags[0, :m]
+        zero_std = self._flags[:m]
         np.equal(std, 0.0, out=zero_std)
         np.copyto(zscore, np.nan, where=zero_std)
 
-        # EMAs, MACD and its signal.
-        for name, n in (("ema_12", _EMA_FAST), ("ema_26", _EMA_SLOW)):
-            _smooth(
-                close,
-                alpha=2.0 / (n + 1),
-                seed_at=n - 1,
-                seed=_seed_mean(close, 0, n),
-                out=feature(name),
-            )
-        macd = feature("macd")
-        np.subtract(feature("ema_12"), feature("ema_26"), out=macd)
-        _smooth(
-            macd,
-            alpha=2.0 / (_MACD_SIGNAL + 1),
-            seed_at=_MACD_SIGNAL_AT,
-            seed=_seed_mean(macd, _EMA_SLOW - 1, _MACD_SIGNAL),
-            out=feature("macd_signal"),
-        )
-        np.subtract(macd, feature("macd_signal"), out=feature("macd_hist"))
-
-        # Wilder RSI: gains and losses of the close change into each bar (undefined on bar 0),
-        # smoothed together as one stacked block.
-        change = scratch[_CHANGE]
-        np.subtract(c[1:], c[:-1], out=change[1:])
-        change.reshape(rows, width)[:, 0] = np.nan
-        moves = self._wilder[:, :m]
-        np.maximum(change, 0.0, out=moves[0])
-        np.subtract(moves[0], change, out=moves[1])
-        stacked = moves.reshape(2 * rows, width)
-        averages = self._averages[:, :m].reshape(2 * rows, width)
-        _smooth(
-            stacked,
-            alpha=1.0 / _RSI_WINDOW,
-            seed_at=_RSI_WINDOW,
-            seed=_seed_mean(stacked, 1, _RSI_WINDOW),
-            out=averages,
-        )
-        avg_gain, avg_loss = averages[:rows], averages[rows:]
-        rsi = feature("rsi_14")
-        np.add(avg_gain, avg_loss, out=rsi)
-        np.divide(avg_gain, rsi, out=rsi)
-        rsi *= 100.0
-
-        # ATR: Wilder smoothing of the true range (undefined on bar 0). With low <= high,
-        # max(H - L, |H - C_prev|, |L - C_prev|) is max(H, C_prev) - min(L, C_prev): the same
-        # difference of the same two prices, so the same rounding, in three passes instead of seven.
-        true_range, lower = scratch[_S1], scratch[_TMP]
-        np.maximum(h[1:], c[:-1], out=true_range[1:])
-        np.minimum(lo[1:], c[:-1], out=lower[1:])
-        true_range[1:] -= lower[1:]
-        true_range_2d = true_range.reshape(rows, width)
-        true_range_2d[:, 0] = np.nan
-        _smooth(
-            true_range_2d,
-            alpha=1.0 / _ATR_WINDOW,
-            seed_at=_ATR_WINDOW,
-            seed=_seed_mean(true_range_2d, 1, _ATR_WINDOW),
-            out=feature("atr_14"),
+        # The recursive features (EMAs, MACD, RSI, ATR, OBV, VWAP): one compiled pass per row.
+        _scan()(
+            h,
+            lo,
+            c,
+            v,
+            new_session.reshape(-1),
+            daily,
+            width,
+            *(flat(name) for name in _SCANNED),
         )
 
-        # OBV from 0: signed volume of each close change, cumulated along each row.
-        signed = scratch[_TMP]
-        np.sign(change, out=signed)
-        signed *= v
-        signed_2d = signed.reshape(rows, width)
-        signed_2d[:, 0] = 0.0
-        np.cumsum(signed_2d, axis=1, out=feature("obv"))
 
-        # VWAP of the session so far.
-        typical = scratch[_TYPICAL]
-        np.add(h, lo, out=typical)
-        typical += c
-        typical /= 3.0
-        vwap = flat("vwap")
-        no_volume = self._flags[0, :m]
-        if not daily.all():
-            # Row cumulative sums minus their value before the session's first bar. Exact for zero
-            # volume: adding zeros does not change a float, so no volume yet is exactly 0.
-            # Price x volume and volume ride as the real and imaginary parts of one complex array:
-            # complex sums add the parts independently (same bits as two float cumsums) in the
-            # time of one.
-            pairs = self._pairs[:m].reshape(rows, width)
-            np.multiply(typical.reshape(rows, width), volume, out=pairs.real)
-            np.copyto(pairs.imag, volume)
-            # Each row of the cumulative sums starts with a 0 column: "before bar t" is column t.
-            cums = self._cumulative[: rows * (width + 1)].reshape(rows, width + 1)
-            cums[:, 0] = 0.0
-            np.cumsum(pairs, axis=1, out=cums[:, 1:])
-            # Flat index of "before the session's first bar": a running maximum of the session
-            # start column (integer, so a fast one), shifted to the row.
-            first = self._index[:m].reshape(rows, width)
-            np.multiply(new_session, np.arange(width), out=first)
-            np.maximum.accumulate(first, axis=1, out=first)
-            first += (np.arange(rows) * (width + 1))[:, None]
-            np.take(cums.reshape(-1), first.reshape(-1), out=pairs.reshape(-1))
-            np.subtract(cums[:, 1:], pairs, out=pairs)
-            np.divide(pairs.real, pairs.imag, out=feature("vwap"))
-            np.less_equal(pairs.imag, 0.0, out=no_volume.reshape(rows, width))
-            np.copyto(vwap, np.nan, where=no_volume)
-        if daily.any():
-            # Daily bars: each bar is its own session, so its VWAP is its typical price.
-            np.greater(v, 0.0, out=no_volume)
-            np.logical_not(no_volume, out=no_volume)
-            source = np.where(no_volume, np.nan, typical).reshape(rows, width)
-            if daily.all():
-                np.copyto(feature("vwap"), source)
-            else:
-                feature("vwap")[daily] = source[daily]
-
-
+# Output columns of the compiled row scan, in its argument order.
+_SCANNED = (
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "atr_14",
+    "obv",
+    "vwap",
+)
 _MACD_SIGNAL_AT = _EMA_SLOW - 1 + _MACD_SIGNAL - 1  # first signal value: bar 33
 
 
-def _seed_mean(x: np.ndarray, start: int, n: int) -> np.ndarray:
-    """Row means of ``x[:, start:start+n]`` summed left to right (as TA-Lib does); NaN if short."""
-    if x.shape[1] < start + n:
-        return np.full(x.shape[0], np.nan)
-    total = x[:, start].copy()
-    for k in range(start + 1, start + n):
-        total += x[:, k]
-    return total / n
+@functools.cache
+def _scan() -> Callable[..., None]:
+    """:func:`_scan_rows` compiled with numba, on first use (only processes that compute pay).
 
-
-def _smooth(
-    x: np.ndarray, *, alpha: float, seed_at: int, seed: np.ndarray, out: np.ndarray
-) -> None:
-    """y_t = (1 - alpha) y_{t-1} + alpha x_t per row, with y = seed at ``seed_at``, into ``out``.
-
-    NaN before ``seed_at``. One ``lfilter`` call (a first-order IIR filter whose initial
-    condition carries the seed) covers all rows.
+    ``cache=True`` keeps the machine code next to this module (or in numba's user cache
+    directory), so a new process loads it (~1 s with numba's import) instead of compiling it
+    (~3 s). Where no cache directory is writable, it is compiled in memory instead.
     """
-    out[:, :seed_at] = np.nan
-    if out.shape[1] <= seed_at:
-        return
-    out[:, seed_at] = seed
-    if out.shape[1] > seed_at + 1:
-        decay = 1.0 - alpha
-        out[:, seed_at + 1 :] = lfilter(
-            [alpha], [1.0, -decay], x[:, seed_at + 1 :], axis=1, zi=(decay * seed)[:, None]
-        )[0]
+    import numba
+    from numba import types
+
+    # One explicit signature, so that read-only inputs (pandas hands those out) and writable ones
+    # share one compiled specialisation.
+    inputs = types.Array(types.float64, 1, "C", readonly=True)
+    flags = types.Array(types.bool_, 1, "C", readonly=True)
+    outputs = types.Array(types.float64, 1, "C")
+    signature = types.void(*(inputs,) * 4, flags, flags, types.int64, *(outputs,) * len(_SCANNED))
+    # error_model="numpy": 0/0 is NaN (an RSI with AG = AL = 0), not a ZeroDivisionError.
+    options = {"nogil": True, "error_model": "numpy"}
+    try:
+        return numba.njit(signature, cache=True, **options)(_scan_rows)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(signature, **options)(_scan_rows)
+
+
+def _scan_rows(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    new_session: np.ndarray,
+    daily: np.ndarray,
+    width: int,
+    ema_fast: np.ndarray,
+    ema_slow: np.ndarray,
+    macd: np.ndarray,
+    macd_signal: np.ndarray,
+    macd_hist: np.ndarray,
+    rsi: np.ndarray,
+    atr: np.ndarray,
+    obv: np.ndarray,
+    vwap: np.ndarray,
+) -> None:
+    """EMAs, MACD, RSI, ATR, OBV and VWAP of each row, all in one pass along the row.
+
+    Flat arrays of a block, ``width`` cells per row (one series, NaN padding at its end);
+    ``daily`` has one flag per row. Called compiled, through :func:`_scan`.
+
+    Each smoothed feature is NaN before its seed bar ``s``; at ``s`` it is the seed, the plain
+    mean of its first ``n`` inputs summed left to right; after it, ``y = decay * y + alpha * x``
+    (two rounded products, then their rounded sum: no fused multiply-add). The inputs of the
+    Wilder features are undefined on bar 0 (no previous close). NaN inputs propagate like the
+    arithmetic does (``max``/``min`` of a NaN is NaN, as numpy's), so a recursive feature stays
+    NaN after a NaN price. OBV and VWAP are running sums from the row's first bar; the VWAP of a
+    session is the running sums minus their value before the session's first bar.
+    """
+    nan = np.nan
+    a_fast = 2.0 / (_EMA_FAST + 1)
+    a_slow = 2.0 / (_EMA_SLOW + 1)
+    a_signal = 2.0 / (_MACD_SIGNAL + 1)
+    a_rsi = 1.0 / _RSI_WINDOW
+    a_atr = 1.0 / _ATR_WINDOW
+    d_fast, d_slow, d_signal = 1.0 - a_fast, 1.0 - a_slow, 1.0 - a_signal
+    d_rsi, d_atr = 1.0 - a_rsi, 1.0 - a_atr
+    fast_at, slow_at, signal_at = _EMA_FAST - 1, _EMA_SLOW - 1, _MACD_SIGNAL_AT
+    for row in range(close.size // width):
+        start = row * width
+        intraday = not daily[row]
+        y_fast = y_slow = y_signal = gain_avg = loss_avg = y_atr = 0.0
+        obv_sum = pv_sum = v_sum = pv_before = v_before = 0.0
+        prev = nan
+        for t in range(width):
+            i = start + t
+            c = close[i]
+
+            # EMA 12 and 26, seeded with the SMA of their first n closes.
+            if t < fast_at:
+                y_fast = c if t == 0 else y_fast + c
+                e_fast = nan
+            else:
+                if t == fast_at:
+                    y_fast = (y_fast + c) / _EMA_FAST
+                else:
+                    y_fast = d_fast * y_fast + a_fast * c
+                e_fast = y_fast
+            if t < slow_at:
+                y_slow = c if t == 0 else y_slow + c
+                e_slow = nan
+            else:
+                if t == slow_at:
+                    y_slow = (y_slow + c) / _EMA_SLOW
+                else:
+                    y_slow = d_slow * y_slow + a_slow * c
+                e_slow = y_slow
+            ema_fast[i], ema_slow[i] = e_fast, e_slow
+
+            # MACD and its EMA 9 signal, seeded with the SMA of the first 9 MACD values.
+            m = e_fast - e_slow
+            if t < signal_at:
+                y_signal = m if t == slow_at else y_signal + m
+                signal = nan
+            else:
+                if t == signal_at:
+                    y_signal = (y_signal + m) / _MACD_SIGNAL
+                else:
+                    y_signal = d_signal * y_signal + a_signal * m
+                signal = y_signal
+            macd[i], macd_signal[i], macd_hist[i] = m, signal, m - signal
+
+            # Close change into the bar (undefined on bar 0): gains and losses, OBV's sign, and
+            # the true range max(H, C_prev) - min(L, C_prev) (max(H - L, |H - C_prev|,
+            # |L - C_prev|) for L <= H: the same difference of the same two prices).
+            hi, lo_ = high[i], low[i]
+            change = c - prev
+            # gain = max(change, 0) and loss = gain - change, NaN where the change is NaN.
+            if change >= 0.0 or change != change:
+                gain = change
+            else:
+                gain = 0.0
+            loss = gain - change
+            if hi != hi or prev != prev:
+                upper = nan
+            else:
+                upper = hi if hi >= prev else prev
+            if lo_ != lo_ or prev != prev:
+                lower = nan
+            else:
+                lower = lo_ if lo_ <= prev else prev
+            true_range = upper - lower
+
+            # Wilder RSI and ATR: seeded with the mean of the first 14 values (bars 1..14).
+            if t < _RSI_WINDOW:
+                if t == 1:
+                    gain_avg, loss_avg = gain, loss
+                elif t > 1:
+                    gain_avg, loss_avg = gain_avg + gain, loss_avg + loss
+                rsi[i] = nan
+            else:
+                if t == _RSI_WINDOW:
+                    gain_avg = (gain_avg + gain) / _RSI_WINDOW
+                    loss_avg = (loss_avg + loss) / _RSI_WINDOW
+                else:
+                    gain_avg = d_rsi * gain_avg + a_rsi * gain
+                    loss_avg = d_rsi * loss_avg + a_rsi * loss
+                rsi[i] = gain_avg / (gain_avg + loss_avg) * 100.0
+            if t < _ATR_WINDOW:
+                if t == 1:
+                    y_atr = true_range
+                elif t > 1:
+                    y_atr = y_atr + true_range
+                atr[i] = nan
+            else:
+                if t == _ATR_WINDOW:
+                    y_atr = (y_atr + true_range) / _ATR_WINDOW
+                else:
+                    y_atr = d_atr * y_atr + a_atr * true_range
+                atr[i] = y_atr
+
+            # OBV from 0: + V on an up close, - V on a down close, + 0 * V when unchanged.
+            vol = volume[i]
+            if t > 0:
+                if change > 0.0:
+                    sign = 1.0
+                elif change < 0.0:
+                    sign = -1.0
+                elif change == 0.0:
+                    sign = 0.0
+                else:
+                    sign = nan
+                obv_sum = obv_sum + sign * vol
+            obv[i] = obv_sum
+
+            # VWAP: per session on intraday rows; the bar's typical price on daily rows. Adding
+            # zero volumes leaves a float unchanged, so a session without volume yet has exactly
+            # 0 and gets NaN.
+            typical = (hi + lo_ + c) / 3.0
+            if intraday:
+                if new_session[i]:
+                    pv_before, v_before = pv_sum, v_sum
+                if t == 0:
+                    pv_sum, v_sum = typical * vol, vol
+                else:
+                    pv_sum, v_sum = pv_sum + typical * vol, v_sum + vol
+                session_volume = v_sum - v_before
+                vwap[i] = nan if session_volume <= 0.0 else (pv_sum - pv_before) / session_volume
+            else:
+                vwap[i] = typical if vol > 0.0 else nan
+            prev = c
