@@ -36,8 +36,9 @@ from sqlalchemy.engine import Engine
 
 T = TypeVar("T")
 
-MAX_IDLE = 8
-"""Idle connections kept per engine; more concurrent callers open extra ones and close them."""
+MAX_IDLE = 16
+"""Idle connections kept per engine (at most as many as were ever in use at once): 16, the admin
+API benchmark's concurrency; callers beyond that open extra connections and close them."""
 
 _SESSION_SETUP = "SET synchronous_commit = off; SET TimeZone = 'UTC'"
 
