@@ -64,13 +64,23 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("pg_database_url")
 
 
-@pytest.fixture
-def engine(db_url):
-    """A migrated engine on each backend."""
-    eng = make_engine(db_url)
+def _migrated_engine(url: str):
+    eng = make_engine(url)
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def engine(db_url):
+    """A migrated engine on each backend."""
+    yield from _migrated_engine(db_url)
+
+
+@pytest.fixture
+def pg_engine(pg_database_url):
+    """A migrated engine on a fresh PostgreSQL database: for behaviour only PostgreSQL has."""
+    yield from _migrated_engine(pg_database_url)
 
 
 _skipped_postgres: list[str] = []

@@ -9,20 +9,11 @@ import sqlalchemy as sa
 
 from market_pipeline.storage.direct import DirectPool, direct_pool
 from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.migrations import migrate
 from market_pipeline.storage.observability import ObservabilityStore
 
 pytestmark = pytest.mark.postgres
 
 T0 = datetime(2024, 11, 13, 19, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_engine(pg_database_url):
-    engine = make_engine(pg_database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def backend_pid(pool: DirectPool) -> int:
