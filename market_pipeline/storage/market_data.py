@@ -1,11 +1,10 @@
 """Reads and bulk idempotent writes of ``ohlcv_bars`` and ``quant_features``.
 
-Writes are upserts keyed by (symbol, timeframe, ts): a re-run stores nothing twice, a revised bar
-replaces the old one, and a re-sent row whose values did not change is not rewritten. On PostgreSQL
-the rows travel as one binary COPY; rows of pairs that have nothing stored yet go straight into the
-table (no conflict is possible there, which is the whole first backfill), the others into a
-temporary stage table that is then merged into the table (see :meth:`MarketDataRepository._merge`
-for the two ways of doing that). On SQLite one ``executemany`` upsert does the job.
+Writes are upserts keyed by (symbol, timeframe, ts): a re-run stores nothing twice, and a revised
+bar replaces the old one. On PostgreSQL the rows travel as one binary COPY into a temporary stage
+table followed by one ``INSERT ... ON CONFLICT``; rows of pairs that have nothing stored yet skip the
+stage and go straight into the table (no conflict is possible there, which is the whole first
+backfill). On SQLite one ``executemany`` upsert does the job.
 """
 
 from __future__ import annotations
@@ -36,32 +35,6 @@ def _on_conflict_update(table: str, columns: Sequence[str], distinct: str) -> st
     assignments = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns)
     changed = " OR ".join(f'{table}."{c}" {distinct} EXCLUDED."{c}"' for c in columns)
     return f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {assignments} WHERE {changed}"
-
-
-_SAME_KEY = "t.symbol = s.symbol AND t.timeframe = s.timeframe AND t.ts = s.ts"
-
-# The set-based merge reads the whole table (hash joins); the per-row one probes the primary key
-# once per staged row. Against a 1M-row ohlcv_bars (fillfactor 50), a batch of 20% of its rows
-# merged faster per row whether all or few of them changed; at 50% set-based won when all changed
-# and lost when few did; at 100% (what bench/write_path.py times) it won both ways, by 1.5-3x. So:
-# set-based from a batch of a third of the table's size on disk (the stage is packed and that
-# table's pages half empty, so about two thirds of its rows).
-_SET_BASED_MIN_SHARE = 3
-
-# The set-based merge sizes work_mem to the stage so that its hash table or sort of the batch stays
-# in memory (a hash join split into batches visits the table's pages in hash order, several times
-# slower); capped so that one huge batch cannot take the server's memory.
-_MERGE_WORK_MEM_MAX_KB = 1024 * 1024
-
-
-def _require_unique_keys(frames: Mapping[Pair, pd.DataFrame]) -> None:
-    """Refuse a batch that holds one (symbol, timeframe, ts) twice: which of the two rows should be
-    stored is undefined (``ON CONFLICT DO UPDATE`` refuses such a batch, ``UPDATE ... FROM`` would
-    silently pick one)."""
-    for (symbol, timeframe), frame in frames.items():
-        ts = frame["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        if len(ts) > 1 and not (np.all(ts[1:] > ts[:-1]) or len(np.unique(ts)) == len(ts)):
-            raise ValueError(f"rows of {symbol} {timeframe} repeat a timestamp")
 
 
 class MarketDataRepository:
@@ -173,7 +146,6 @@ class MarketDataRepository:
                     frame[list(columns)].to_numpy(dtype=np.float64),
                 )
 
-        _require_unique_keys(frames)
         direct = [p for p in frames if p in new_pairs]
         staged = [p for p in frames if p not in new_pairs]
         written: dict[Pair, int] = {}
@@ -205,9 +177,14 @@ class MarketDataRepository:
                     f"COPY {stage} ({_quote_columns(all_columns)}) FROM STDIN (FORMAT binary)",
                     io.BytesIO(build_copy_payload(chunks(staged))),
                 )
-                counts = self._merge(
-                    cursor, table, columns, stage, {p: len(frames[p]) for p in staged}
+                cursor.execute(
+                    f"WITH up AS (INSERT INTO {table} ({_quote_columns(all_columns)}) "
+                    f"SELECT {_quote_columns(all_columns)} FROM {stage} "
+                    f"{_on_conflict_update(table, columns, 'IS DISTINCT FROM')} "
+                    "RETURNING symbol, timeframe) "
+                    "SELECT symbol, timeframe, COUNT(*) FROM up GROUP BY symbol, timeframe"
                 )
+                counts = {(s, t): int(n) for s, t, n in cursor.fetchall()}
                 written.update({p: counts.get(p, 0) for p in staged})
             raw.commit()
         except Exception:
@@ -215,76 +192,6 @@ class MarketDataRepository:
             raise
         finally:
             raw.close()
-        return written
-
-    @staticmethod
-    def _merge(cursor, table, columns, stage, staged: Mapping[Pair, int]) -> dict[Pair, int]:
-        """Upsert the stage's rows (``staged``: row count per pair) into ``table``; return the rows
-        written per pair.
-
-        A row is written when its key is new or a value differs (NULL-safe); a re-sent unchanged
-        row is not rewritten. Two ways, chosen by the batch's size on disk against the table's:
-
-        - a small batch (an incremental run): one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
-          <changed>``, one primary-key probe (and, for a stored key, a row lock) per staged row;
-        - a large one (a re-run over most of the history): ``UPDATE ... FROM`` the stage, one hash
-          join over the table, then an insert of the rows that are still missing or different,
-          skipped for pairs whose every row was just updated. ``ON CONFLICT DO UPDATE`` pays a
-          row lock (a WAL record) and an index probe per row on top of the update; a join does
-          neither, and the updates are HOT updates where the page has room (``ohlcv_bars`` leaves
-          half of each page free for that, migration 0006), so no index entry is written.
-
-        Both are safe against a concurrent writer under READ COMMITTED: the update re-checks a row
-        another transaction changed meanwhile, and the insert step's ``ON CONFLICT`` takes over a
-        key another transaction inserted (or a row it changed) after the update ran.
-        """
-        def upsert(where: str = "", params: tuple | None = None) -> dict[Pair, int]:
-            all_columns = _quote_columns(["symbol", "timeframe", "ts", *columns])
-            cursor.execute(
-                f"WITH w AS (INSERT INTO {table} ({all_columns}) "
-                f"SELECT {all_columns} FROM {stage} s {where} "
-                f"{_on_conflict_update(table, columns, 'IS DISTINCT FROM')} "
-                "RETURNING symbol, timeframe) "
-                "SELECT symbol, timeframe, COUNT(*) FROM w GROUP BY symbol, timeframe",
-                params,
-            )
-            return {(s, t): int(n) for s, t, n in cursor.fetchall()}
-
-        cursor.execute(
-            "SELECT pg_relation_size(%s::regclass), pg_relation_size(%s::regclass)", (stage, table)
-        )
-        stage_bytes, table_bytes = cursor.fetchone()
-        if stage_bytes * _SET_BASED_MIN_SHARE < table_bytes:
-            return upsert()
-
-        work_mem_kb = min(max(stage_bytes * 3 // 2 // 1024, 4096), _MERGE_WORK_MEM_MAX_KB)
-        cursor.execute(
-            "SELECT set_config('work_mem', GREATEST(%s, setting::bigint)::text || 'kB', true) "
-            "FROM pg_settings WHERE name = 'work_mem'",
-            (work_mem_kb,),
-        )
-        assignments = ", ".join(f'"{c}" = s."{c}"' for c in columns)
-        changed = " OR ".join(f't."{c}" IS DISTINCT FROM s."{c}"' for c in columns)
-        cursor.execute(
-            f"WITH w AS (UPDATE {table} t SET {assignments} FROM {stage} s "
-            f"WHERE {_SAME_KEY} AND ({changed}) RETURNING t.symbol, t.timeframe) "
-            "SELECT symbol, timeframe, COUNT(*) FROM w GROUP BY symbol, timeframe"
-        )
-        written = {(s, t): int(n) for s, t, n in cursor.fetchall()}
-        # Rows of a pair not all updated are unchanged, new, or changed by someone else since.
-        pending = [p for p, n in staged.items() if written.get(p, 0) < n]
-        if not pending:
-            return written
-        same = " AND ".join(f't."{c}" IS NOT DISTINCT FROM s."{c}"' for c in columns)
-        where = f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_SAME_KEY} AND {same})"
-        params = None
-        if len(pending) < len(staged):
-            where += (
-                " AND (s.symbol, s.timeframe) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-            )
-            params = ([s for s, _ in pending], [t for _, t in pending])
-        for pair, n in upsert(where, params).items():
-            written[pair] = written.get(pair, 0) + n
         return written
 
     def _upsert_sqlite(self, table, columns, frames) -> dict[Pair, int]:

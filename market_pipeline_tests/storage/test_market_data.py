@@ -1,5 +1,4 @@
-"""Bulk writes of bars and features: idempotent, revisions replace, unchanged rows are not
-rewritten, NaN stored as NULL."""
+"""Bulk writes of bars and features: idempotent, revisions replace, NaN stored as NULL."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_pipeline.storage import market_data
 from market_pipeline.storage.market_data import MarketDataRepository
 from market_pipeline.storage.tables import FEATURE_COLUMNS
 
@@ -118,95 +116,3 @@ def test_a_failing_bulk_write_after_migrate_leaves_nothing_behind(engine):
     with pytest.raises(Exception):
         repo.upsert_bars({("GOOD", "1h"): _bars(5), ("BAD", "1h"): bad})
     assert repo.count_rows("ohlcv_bars") == 0
-
-
-# -- PostgreSQL: the two ways a staged batch is merged -------------------------------------------
-
-
-@pytest.fixture(params=["per-row", "set-based"])
-def merge_way(request, monkeypatch):
-    """Force one merge of a staged batch: the choice normally follows the batch's size against
-    the table's, and test tables are a page or two."""
-    share = 0 if request.param == "per-row" else 10**9
-    monkeypatch.setattr(market_data, "_SET_BASED_MIN_SHARE", share)
-    return request.param
-
-
-def _versions(engine, table: str) -> dict[tuple, str]:
-    """xmin of every stored row: it changes exactly when the row is rewritten."""
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            f"SELECT symbol, timeframe, ts, xmin::text FROM {table}"
-        ).all()
-    return {(s, t, ts): xmin for s, t, ts, xmin in rows}
-
-
-@pytest.mark.postgres
-def test_a_batch_of_new_changed_and_unchanged_rows_writes_only_new_and_changed(
-    pg_engine, merge_way
-):
-    repo = MarketDataRepository(pg_engine)
-    stored = {(s, "1h"): _bars(10) for s in ("REV", "SAME", "ALL", "GROW", "OUT")}
-    repo.upsert_bars(stored, new_pairs=list(stored))
-    before = _versions(pg_engine, "ohlcv_bars")
-
-    revised = _bars(12)  # bar 3 revised, bars 10 and 11 new, the others re-sent unchanged
-    revised.loc[3, ["high", "close"]] = [500.0, 499.0]
-    all_changed = _bars(10).assign(volume=2000.0)
-    grown = _bars(11).assign(volume=3000.0)  # every stored bar revised, and one new bar
-    written = repo.upsert_bars(
-        {
-            ("REV", "1h"): revised,
-            ("SAME", "1h"): _bars(10),
-            ("ALL", "1h"): all_changed,
-            ("GROW", "1h"): grown,
-        }
-    )
-
-    assert written == {("REV", "1h"): 3, ("SAME", "1h"): 0, ("ALL", "1h"): 10, ("GROW", "1h"): 11}
-    loaded = repo.load_bars(stored)
-    pd.testing.assert_frame_equal(loaded[("REV", "1h")], revised, check_dtype=False)
-    pd.testing.assert_frame_equal(loaded[("ALL", "1h")], all_changed, check_dtype=False)
-    pd.testing.assert_frame_equal(loaded[("GROW", "1h")], grown, check_dtype=False)
-    for untouched in (("SAME", "1h"), ("OUT", "1h")):
-        pd.testing.assert_frame_equal(loaded[untouched], _bars(10), check_dtype=False)
-    after = _versions(pg_engine, "ohlcv_bars")
-    rewritten = {key for key in before if after[key] != before[key]}
-    assert rewritten == {
-        ("REV", "1h", revised["ts"][3]),
-        *(("ALL", "1h", ts) for ts in all_changed["ts"]),
-        *(("GROW", "1h", ts) for ts in grown["ts"][:10]),
-    }
-    assert len(after) == 53
-
-
-@pytest.mark.postgres
-def test_re_sent_features_with_nulls_are_not_rewritten(pg_engine, merge_way):
-    repo = MarketDataRepository(pg_engine)
-    feats = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=30, freq="1D", tz="UTC")})
-    for j, col in enumerate(FEATURE_COLUMNS):
-        feats[col] = np.arange(30, dtype=float) + j
-        feats.loc[: j % 7, col] = np.nan  # warm-up NULLs, as the feature pass leaves them
-    pair = ("AAPL", "1d")
-    repo.upsert_features({pair: feats}, new_pairs=[pair])
-    before = _versions(pg_engine, "quant_features")
-
-    assert repo.upsert_features({pair: feats}) == {pair: 0}
-    assert _versions(pg_engine, "quant_features") == before
-
-    changed = feats.copy()
-    changed.loc[0, "simple_return"] = 0.5  # a value where NULL was stored
-    changed.loc[20, "rsi_14"] = np.nan  # NULL where a value was stored
-    assert repo.upsert_features({pair: changed}) == {pair: 2}
-    loaded = repo.load_features([pair])[pair]
-    pd.testing.assert_frame_equal(loaded, changed, check_dtype=False)
-
-
-@pytest.mark.postgres
-def test_a_batch_repeating_a_timestamp_is_refused_and_nothing_is_stored(pg_engine, merge_way):
-    repo = MarketDataRepository(pg_engine)
-    repo.upsert_bars({("A", "1h"): _bars(5)}, new_pairs=[("A", "1h")])
-    twice = pd.concat([_bars(6), _bars(6).iloc[[4]].assign(close=7.0)], ignore_index=True)
-    with pytest.raises(ValueError, match="repeat a timestamp"):
-        repo.upsert_bars({("B", "1h"): _bars(3), ("A", "1h"): twice})
-    assert repo.count_rows("ohlcv_bars") == 5

@@ -277,18 +277,6 @@ def test_the_indexes_the_queries_rely_on_exist(schema_engine):
     ][:2] == ["symbol", "timeframe"]
 
 
-def test_bars_pages_leave_room_for_hot_updates_on_postgresql(schema_engine):
-    # Migration 0006: a revised bar's new version fits beside the old one on its page (a HOT
-    # update, no index entry written), which is what keeps rewriting a bar history cheap.
-    if schema_engine.dialect.name != "postgresql":
-        pytest.skip("fillfactor is a PostgreSQL storage parameter")
-    with schema_engine.connect() as conn:
-        options = conn.exec_driver_sql(
-            "SELECT reloptions FROM pg_class WHERE oid = 'ohlcv_bars'::regclass"
-        ).scalar_one()
-    assert "fillfactor=50" in options
-
-
 def insert_execution(conn, **overrides) -> None:
     row = {
         "execution_id": EXECUTION_ID,
