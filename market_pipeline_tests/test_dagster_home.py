@@ -60,7 +60,7 @@ def test_the_postgres_config_stores_dagster_runs_in_postgresql(tmp_path, pg_data
     )
     assert result.returncode == 0, result.stderr[-2000:]
     storage, run_id = result.stdout.split()[-2:]
-    assert storage == "PostgresRunStorage"
+    assert storage == "PooledPostgresRunStorage"  # dagster-postgres, keeping its connection
     import sqlalchemy as sa
 
     engine = sa.create_engine(pg_database_url)

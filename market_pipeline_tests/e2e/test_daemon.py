@@ -34,8 +34,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 from sqlalchemy.engine import make_url
 
+from market_pipeline.storage.dagster_instance import storage_config
 from market_pipeline.storage.engine import make_engine
 from market_pipeline.storage.migrations import migrate
 from market_pipeline_tests.conftest import _pg_admin_engine
@@ -292,18 +294,14 @@ def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(
         home = tmp_path / "dagster_home"
         home.mkdir()
         instance_url = server.set(database=dagster_db).render_as_string(hide_password=False)
+        # The storage dagster.postgres.yaml ships, shared by the daemon's threads and the runs.
         (home / "dagster.yaml").write_text(
-            textwrap.dedent(
-                f"""
-                telemetry:
-                  enabled: false
-                storage:
-                  postgres:
-                    postgres_url: "{instance_url}"
-                sensors:
-                  use_threads: true
-                  num_workers: 4
-                """
+            yaml.safe_dump(
+                {
+                    "telemetry": {"enabled": False},
+                    "storage": storage_config(instance_url),
+                    "sensors": {"use_threads": True, "num_workers": 4},
+                }
             )
         )
         universe = write_universe(

@@ -1,0 +1,138 @@
+"""Dagster's instance storage on PostgreSQL keeps its connections instead of one per call."""
+
+# No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from market_pipeline.storage.dagster_instance import (
+    PooledPostgresEventLogStorage,
+    PooledPostgresRunStorage,
+    storage_config,
+)
+
+pytestmark = pytest.mark.postgres
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+PARTITIONS = dg.StaticPartitionsDefinition([f"P{i:02d}" for i in range(20)])
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("reported", skippable=True)],
+    partitions_def=PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def reported(context: dg.AssetExecutionContext):
+    """One materialization event per partition of the run, as the market-data step reports."""
+    for key in context.partition_keys:
+        yield dg.AssetMaterialization("reported", partition=key)
+
+
+JOB = dg.Definitions(
+    assets=[reported], jobs=[dg.define_asset_job("reported_job", selection=[reported])]
+).resolve_job_def("reported_job")
+RANGE = {"dagster/asset_partition_range_start": "P00", "dagster/asset_partition_range_end": "P19"}
+
+
+def _count_connects(engine: sa.Engine) -> list[int]:
+    counter = [0]
+
+    def on_connect(*_):
+        counter[0] += 1
+
+    sa.event.listen(engine, "connect", on_connect)
+    return counter
+
+
+def _backends(url: str) -> int:
+    """Connections to ``url``'s database other than the one asking."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def test_the_committed_postgres_config_selects_the_pooled_storage():
+    config = yaml.safe_load((REPO_DIR / "dagster.postgres.yaml").read_text())
+    assert config["storage"] == storage_config({"env": "DAGSTER_PG_URL"})
+
+
+def test_a_range_run_reuses_one_connection_where_stock_storage_opens_one_per_call(
+    pg_database_url,
+):
+    stock = {"postgres": {"postgres_url": pg_database_url}}
+    with dg.instance_for_test(overrides={"storage": stock}) as instance:
+        stock_connects = _count_connects(instance.event_log_storage._engine)
+        assert JOB.execute_in_process(instance=instance, tags=RANGE).success
+    with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
+        assert isinstance(instance.run_storage, PooledPostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+        connects = _count_connects(instance.event_log_storage._engine)
+        run = JOB.execute_in_process(instance=instance, tags=RANGE)
+        assert run.success
+        materialized = instance.get_materialized_partitions(dg.AssetKey("reported"))
+    assert materialized == set(PARTITIONS.get_partition_keys())
+    # Stock storage connects for every event (20 materializations and the run's own events).
+    assert stock_connects[0] > 40
+    assert connects[0] <= 2
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_the_next_call(pg_database_url):
+    with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
+        assert JOB.execute_in_process(instance=instance, tags=RANGE).success
+        connects = _count_connects(instance.event_log_storage._engine)
+        admin = sa.create_engine(pg_database_url, poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            killed = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one()
+        admin.dispose()
+        assert killed >= 1  # the kept connection was alive, and is now dead
+        assert JOB.execute_in_process(instance=instance, tags=RANGE).success
+        assert connects[0] >= 1
+        assert len(instance.get_runs()) == 2
+
+
+def test_disposing_the_instance_closes_the_kept_connections(pg_database_url):
+    with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
+        assert JOB.execute_in_process(instance=instance, tags=RANGE).success
+        assert _backends(pg_database_url) >= 1
+    deadline = time.monotonic() + 10
+    while _backends(pg_database_url) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
+    assert _backends(pg_database_url) == 0
+
+
+def test_a_forked_child_opens_its_own_connection(pg_database_url):
+    def backend_pid(instance) -> int:
+        with instance.event_log_storage._engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
+        parent_pid = backend_pid(instance)
+        assert backend_pid(instance) == parent_pid  # kept between calls
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            try:
+                os.write(write_end, str(backend_pid(instance)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        child_pid = int(os.read(read_end, 64).decode())
+        os.close(read_end)
+        os.waitpid(child, 0)
+        assert child_pid != parent_pid
+        # The parent's kept connection still works after the child exited.
+        assert backend_pid(instance) == parent_pid
