@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # Pairs per bulk write and per batched feature pass: large enough that per-call overheads vanish
 # (100 pairs of ~2,000 bars are ~200k rows per COPY), small enough to overlap with bookkeeping.
 DEFAULT_CHUNK_SIZE = 100
+# The first chunk is small so the caller's bookkeeping starts after ~1 s instead of waiting for a
+# whole chunk; every later chunk is computed while the caller consumes the ones before it.
+FIRST_CHUNK_SIZE = 10
 
 
 @dataclass
@@ -139,23 +142,39 @@ def refresh_pairs(
     return [outcomes[pair] for pair in pairs]
 
 
+def chunked(pairs: Sequence[Pair], chunk_size: int, first_chunk_size: int) -> list[list[Pair]]:
+    """``pairs`` in order, split into a first chunk of ``first_chunk_size`` (at most
+    ``chunk_size``) and then chunks of ``chunk_size``."""
+    for name, value in (("chunk_size", chunk_size), ("first_chunk_size", first_chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    first = min(first_chunk_size, chunk_size)
+    chunks = [list(pairs[:first])] if pairs else []
+    chunks += [list(pairs[i : i + chunk_size]) for i in range(first, len(pairs), chunk_size)]
+    return chunks
+
+
 def refresh_in_chunks(
     pairs: Sequence[Pair],
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    first_chunk_size: int = FIRST_CHUNK_SIZE,
+    workers: int = 1,
     after_chunk: Callable[[list[PairOutcome]], None] | None = None,
     **refresh_kwargs,
 ) -> Iterator[list[PairOutcome]]:
-    """:func:`refresh_pairs` over ``pairs`` in chunks, yielding each chunk's outcomes.
+    """:func:`refresh_pairs` over ``pairs`` in chunks, yielding each chunk's outcomes in order.
 
-    The next chunk is refreshed in a worker thread while the caller consumes the current one, so
-    the caller's per-pair bookkeeping (Dagster writes one event per partition, ~10-35 ms each)
-    overlaps with fetching, computing and writing the next chunk instead of following it; chunks
-    also bound memory on large universes. ``after_chunk`` runs in the worker after each chunk.
+    Chunks are refreshed by ``workers`` threads, up to ``workers`` chunks ahead of the one the
+    caller consumes, so the caller's per-pair bookkeeping (Dagster writes a few events per
+    partition) overlaps with fetching, computing and writing the next chunks instead of following
+    them; chunks also bound memory on large universes. With two workers one chunk's COPY runs on
+    the server while the other chunk is computed (PostgreSQL; SQLite has one writer at a time, so
+    more than one worker only waits there). ``after_chunk`` runs in the worker after each chunk.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunks = [list(pairs[i : i + chunk_size]) for i in range(0, len(pairs), chunk_size)]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    chunks = chunked(pairs, chunk_size, first_chunk_size)
     if not chunks:
         return
 
@@ -165,12 +184,13 @@ def refresh_in_chunks(
             after_chunk(outcomes)
         return outcomes
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="market-refresh") as pool:
-        future = pool.submit(work, chunks[0])
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="market-refresh") as pool:
+        futures = [pool.submit(work, chunk) for chunk in chunks[:workers]]
         for index in range(len(chunks)):
-            outcomes = future.result()
-            if index + 1 < len(chunks):
-                future = pool.submit(work, chunks[index + 1])
+            outcomes = futures[index].result()
+            futures[index] = None  # let the chunk's outcomes go once consumed
+            if index + workers < len(chunks):
+                futures.append(pool.submit(work, chunks[index + workers]))
             yield outcomes
 
 

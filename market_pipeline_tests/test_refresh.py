@@ -160,3 +160,64 @@ def test_chunk_size_must_be_positive():
 
     with pytest.raises(ValueError, match="chunk_size"):
         list(refresh_in_chunks([("A", "1d")], chunk_size=0))
+    with pytest.raises(ValueError, match="first_chunk_size"):
+        list(refresh_in_chunks([("A", "1d")], first_chunk_size=0))
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        list(refresh_in_chunks([("A", "1d")], workers=0))
+
+
+def test_the_first_chunk_is_small_so_bookkeeping_starts_early():
+    from market_pipeline.refresh import chunked
+
+    pairs = [(f"S{i}", "1d") for i in range(25)]
+    chunks = chunked(pairs, chunk_size=10, first_chunk_size=3)
+    assert [len(c) for c in chunks] == [3, 10, 10, 2]
+    assert [p for c in chunks for p in c] == pairs
+    assert [len(c) for c in chunked(pairs, chunk_size=10, first_chunk_size=50)] == [10, 10, 5]
+    assert chunked([], chunk_size=10, first_chunk_size=3) == []
+
+
+def _barrier_run(engine, workers: int):
+    """Refresh 3 chunks whose first two each wait in ``after_chunk`` for the other: only
+    chunks refreshed at the same time can both get past the barrier."""
+    import threading
+
+    from market_pipeline.refresh import refresh_in_chunks
+
+    universe = _universe({"kind": "synthetic"}, symbols=(("AAPL", "equity"), ("MSFT", "equity"),
+                                                         ("BTC-USD", "crypto")))
+    barrier = threading.Barrier(2, timeout=5)
+    met: list[str] = []
+
+    def after_chunk(outcomes):
+        if outcomes[0].pair in (universe.pairs[0], universe.pairs[2]):
+            barrier.wait()
+            met.append(threading.current_thread().name)
+
+    chunks = list(
+        refresh_in_chunks(
+            universe.pairs, chunk_size=2, first_chunk_size=2, workers=workers,
+            after_chunk=after_chunk, universe=universe, provider=build_provider(universe.provider),
+            repository=MarketDataRepository(engine), now=T1,
+        )
+    )
+    return universe, chunks, met
+
+
+def test_two_workers_refresh_two_chunks_at_once_and_yield_in_order(engine):
+    universe, chunks, met = _barrier_run(engine, workers=2)
+    assert [len(c) for c in chunks] == [2, 2, 2]
+    assert [o.pair for c in chunks for o in c] == universe.pairs
+    assert all(o.ok for c in chunks for o in c)
+    assert len(set(met)) == 2  # two different worker threads met at the barrier
+    stored = MarketDataRepository(engine).load_features(universe.pairs)
+    assert set(stored) == set(universe.pairs)
+
+
+def test_one_worker_refreshes_one_chunk_at_a_time(engine):
+    import threading
+
+    import pytest
+
+    with pytest.raises(threading.BrokenBarrierError):
+        _barrier_run(engine, workers=1)

