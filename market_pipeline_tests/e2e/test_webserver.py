@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,10 +72,7 @@ def _wait_until_served(port: int, process: subprocess.Popen, log: Path) -> None:
     raise AssertionError(f"dagster-webserver not up after {WAIT_SECONDS} s:\n{log.read_text()}")
 
 
-def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+def _environment(tmp_path: Path, home: Path) -> dict[str, str]:
     universe = write_universe(
         tmp_path / "universe.yaml", [("AAPL", "equity"), ("BTC-USD", "crypto")], ["5m", "1d"]
     )
@@ -85,6 +83,11 @@ def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
         MARKET_PIPELINE_DB_URL=f"sqlite:///{tmp_path / 'mp.db'}",
         MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
     )
+    return env
+
+
+def _ask_webserver(tmp_path: Path, env: dict[str, str], query: str) -> dict:
+    """Start dagster-webserver on workspace.yaml with ``env``, answer ``query``, stop it."""
     port = _free_port()
     log = tmp_path / "webserver.log"
     with log.open("w") as out:
@@ -95,7 +98,7 @@ def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
         )
     try:
         _wait_until_served(port, process, log)
-        answer = _graphql(port, QUERY)
+        return _graphql(port, query)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -104,6 +107,12 @@ def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
 
+
+def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    answer = _ask_webserver(tmp_path, _environment(tmp_path, home), QUERY)
     result = answer["data"]["repositoriesOrError"]
     assert "nodes" in result, result
     [repo] = [n for n in result["nodes"] if n["location"]["name"] == "market_pipeline"]
@@ -130,3 +139,33 @@ def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
         "mirror_reconcile_sensor": "STANDARD",
         "freshness_refresh_sensor": "STANDARD",
     }
+
+
+@pytest.mark.postgres
+def test_the_webserver_on_the_committed_postgres_config_lists_runs_stored_there(
+    tmp_path, pg_database_url, monkeypatch
+):
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.postgres.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_database_url)
+
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job
+    def probe_job():
+        noop()
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = probe_job.execute_in_process(instance=instance).run_id
+    env = _environment(tmp_path, home)
+    env["DAGSTER_PG_URL"] = pg_database_url
+    answer = _ask_webserver(
+        tmp_path, env, "{ runsOrError { ... on Runs { results { runId status } } } }"
+    )
+    runs = answer["data"]["runsOrError"]["results"]
+    assert runs == [{"runId": run_id, "status": "SUCCESS"}]
