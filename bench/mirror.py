@@ -46,6 +46,7 @@ from market_pipeline.defs.observability_sensors import SensorIntervals
 from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.mirror import reconcile_instance
 from market_pipeline.settings import Settings
+from market_pipeline.storage.dagster_instance import storage_config
 from market_pipeline.storage.observability import ObservabilityStore
 
 TIMEFRAMES = ("1h", "1d")
@@ -136,7 +137,7 @@ def measure_lag(instance_url: str, market_url: str, universe: Path, workdir: Pat
     home = workdir / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(
-        yaml.safe_dump({"storage": {"postgres": {"postgres_url": instance_url}},
+        yaml.safe_dump({"storage": storage_config(instance_url),
                         "telemetry": {"enabled": False}})
     )
     env = dict(os.environ)
