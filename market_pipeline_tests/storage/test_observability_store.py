@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from market_pipeline.core.freshness import NO_EXECUTION_REASON, freshness_status
 from market_pipeline.storage.direct import direct_pool
-from market_pipeline.storage.engine import make_engine, temporary_postgres_database
-from market_pipeline.storage.migrations import migrate
+from market_pipeline.storage.engine import temporary_postgres_database
 from market_pipeline.storage.observability import (
     MAX_ERROR_LENGTH,
     MAX_LIMIT,
@@ -31,6 +30,7 @@ from market_pipeline.storage.tables import (
     symbol_computation_status,
 )
 from market_pipeline.storage.types import MalformedIdError, NaiveDatetimeError
+from market_pipeline_tests.conftest import _migrated_engine
 
 T0 = datetime(2024, 11, 13, 19, 30, tzinfo=UTC)
 TOKYO = timezone(timedelta(hours=9))
@@ -53,12 +53,7 @@ class FixedClock:
 def pg_module_engine(pg_server):
     """One migrated PostgreSQL database for this module (creating one per test costs ~0.75 s)."""
     with temporary_postgres_database(pg_server, prefix="mp_test") as url:
-        eng = make_engine(url)
-        try:
-            migrate(eng)
-            yield eng
-        finally:
-            eng.dispose()
+        yield from _migrated_engine(url)
 
 
 def _emptied(eng):
@@ -81,10 +76,7 @@ def engine(request, tmp_path):
     emptied before each test, so every test still starts from an empty, migrated schema.
     """
     if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'market_pipeline.db'}")
-        migrate(eng)
-        yield eng
-        eng.dispose()
+        yield from _migrated_engine(f"sqlite:///{tmp_path / 'market_pipeline.db'}")
         return
     yield _emptied(request.getfixturevalue("pg_module_engine"))
 
