@@ -50,16 +50,16 @@ def _count_connects(engine: sa.Engine) -> list[int]:
     return counter
 
 
-def _backends(url: str) -> int:
-    """Connections to ``url``'s database other than the one asking."""
+def _other_sessions(url: str, what: str = "count(*)") -> int:
+    """``what`` over the other sessions on ``url``'s database (by default: how many there are)."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        count = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity "
+        value = conn.exec_driver_sql(
+            f"SELECT {what} FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).scalar_one()
     engine.dispose()
-    return int(count)
+    return int(value)
 
 
 def test_the_committed_postgres_config_selects_the_pooled_storage():
@@ -91,13 +91,7 @@ def test_a_connection_the_server_dropped_is_replaced_before_the_next_call(pg_dat
     with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
         assert JOB.execute_in_process(instance=instance, tags=RANGE).success
         connects = _count_connects(instance.event_log_storage._engine)
-        admin = sa.create_engine(pg_database_url, poolclass=sa.pool.NullPool)
-        with admin.connect() as conn:
-            killed = conn.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).scalar_one()
-        admin.dispose()
+        killed = _other_sessions(pg_database_url, "count(pg_terminate_backend(pid))")
         assert killed >= 1  # the kept connection was alive, and is now dead
         assert JOB.execute_in_process(instance=instance, tags=RANGE).success
         assert connects[0] >= 1
@@ -107,11 +101,11 @@ def test_a_connection_the_server_dropped_is_replaced_before_the_next_call(pg_dat
 def test_disposing_the_instance_closes_the_kept_connections(pg_database_url):
     with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
         assert JOB.execute_in_process(instance=instance, tags=RANGE).success
-        assert _backends(pg_database_url) >= 1
+        assert _other_sessions(pg_database_url) >= 1
     deadline = time.monotonic() + 10
-    while _backends(pg_database_url) and time.monotonic() < deadline:
+    while _other_sessions(pg_database_url) and time.monotonic() < deadline:
         time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
-    assert _backends(pg_database_url) == 0
+    assert _other_sessions(pg_database_url) == 0
 
 
 def test_a_forked_child_opens_its_own_connection(pg_database_url):
