@@ -171,6 +171,11 @@ def refresh_in_chunks(
     them; chunks also bound memory on large universes. With two workers one chunk's COPY runs on
     the server while the other chunk is computed (PostgreSQL; SQLite has one writer at a time, so
     more than one worker only waits there). ``after_chunk`` runs in the worker after each chunk.
+
+    A chunk that raises as a whole (a database error; a pair's own failure never raises) raises
+    here when its turn comes, and no later chunk is started. With two workers the chunk after it
+    is already running and finishes first: its pairs are stored (idempotently) but never yielded,
+    so the caller reports them as not refreshed and the next run stores them again.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")

@@ -20,7 +20,9 @@ configuration: ``postgres_url`` or ``postgres_db``) whose run and event-log stor
   drops idle connections silently can do so;
 - concurrent callers (the daemon's threads) get extra connections, closed when returned, as stock;
 - a forked child never reuses its parent's sockets: the pool forgets them in the child;
-- ``DagsterInstance.dispose()`` closes the kept connections.
+- ``DagsterInstance.dispose()`` closes the kept connections (an instance never disposed keeps
+  them until the garbage collector finds it; Dagster and this project always dispose), and so
+  does dagster-webserver when it swaps in its own pooled engine.
 
 The schedule storage stays stock: the daemon calls it a few times per tick, never per event, and
 the instance never disposes it, so a kept connection there could only leak.
@@ -72,17 +74,31 @@ def _forget_inherited_connections() -> None:
         engine.dispose(close=False)
 
 
-os.register_at_fork(after_in_child=_forget_inherited_connections)
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+             "keepalives_count": 3}
+"""libpq TCP keepalive settings for kept connections, unless the URL sets its own: a peer that
+vanished without closing the connection (host lost, NAT entry dropped) shows as an error on the
+idle socket after about a minute, which :func:`server_closed` sees, instead of a call hanging
+for the operating system's ~15-minute retransmission timeout."""
 
 
 def server_closed(dbapi_connection: Any) -> bool:
-    """True when an idle psycopg2 connection is closed or its socket has something to read: the
-    server's goodbye (an error message, then end of file). Asks the kernel, not the server."""
+    """True when an idle psycopg2 connection is closed or its socket has something to read or an
+    error: the server's goodbye (an error message, then end of file) or a failed keepalive. Asks
+    the kernel, not the server. (A NOTIFY would read as closed too, costing one reconnect; Dagster
+    never LISTENs.)"""
     if dbapi_connection.closed:
         return True
-    poller = select.poll()
-    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
+    fd = dbapi_connection.fileno()
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    readable, _, broken = select.select([fd], [], [fd], 0)  # Windows
+    return bool(readable or broken)
 
 
 def _replace_if_server_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -93,6 +109,7 @@ def _replace_if_server_closed(dbapi_connection: Any, _record: Any, _proxy: Any) 
 
 def pooled_engine(postgres_url: str, token_provider: Any = None) -> sa.Engine:
     """An engine like dagster-postgres's (autocommit, same URL and token hook) with a small pool."""
+    given = sa.engine.make_url(postgres_url).query
     engine = create_pg_engine(
         postgres_url,
         token_provider,
@@ -100,6 +117,7 @@ def pooled_engine(postgres_url: str, token_provider: Any = None) -> sa.Engine:
         pool_size=POOL_SIZE,
         max_overflow=-1,
         pool_recycle=POOL_RECYCLE_S,
+        connect_args={k: v for k, v in KEEPALIVE.items() if k not in given},
     )
     sa.event.listen(engine, "checkout", _replace_if_server_closed)
     _POOLED_ENGINES.add(engine)
@@ -117,6 +135,17 @@ class _KeepsConnections:
         per_call = self._engine
         self._engine = pooled_engine(self.postgres_url, self._token_provider)
         per_call.dispose()
+
+    def optimize_for_webserver(
+        self, statement_timeout: int, pool_recycle: int, max_overflow: int
+    ) -> None:
+        # dagster-webserver swaps in its own pooled engine; close the kept connection first
+        # instead of leaving it to the garbage collector.
+        kept = self._engine
+        super().optimize_for_webserver(  # type: ignore[misc]
+            statement_timeout, pool_recycle, max_overflow
+        )
+        kept.dispose()
 
     def dispose(self) -> None:
         super().dispose()  # type: ignore[misc]

@@ -102,10 +102,7 @@ def test_disposing_the_instance_closes_the_kept_connections(pg_database_url):
     with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
         assert JOB.execute_in_process(instance=instance, tags=RANGE).success
         assert _other_sessions(pg_database_url) >= 1
-    deadline = time.monotonic() + 10
-    while _other_sessions(pg_database_url) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
-    assert _other_sessions(pg_database_url) == 0
+    assert _no_other_sessions_soon(pg_database_url) == 0
 
 
 def test_a_forked_child_opens_its_own_connection(pg_database_url):
@@ -130,3 +127,33 @@ def test_a_forked_child_opens_its_own_connection(pg_database_url):
         assert child_pid != parent_pid
         # The parent's kept connection still works after the child exited.
         assert backend_pid(instance) == parent_pid
+
+
+def _no_other_sessions_soon(url: str) -> int:
+    """Other sessions on ``url``'s database, once closed sockets have left pg_stat_activity."""
+    deadline = time.monotonic() + 10
+    while _other_sessions(url) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
+    return _other_sessions(url)
+
+
+def test_the_webservers_engine_swap_closes_the_kept_connection(pg_database_url):
+    with dg.instance_for_test(overrides={"storage": storage_config(pg_database_url)}) as instance:
+        assert JOB.execute_in_process(instance=instance, tags=RANGE).success
+        assert _other_sessions(pg_database_url) >= 1
+        instance.optimize_for_webserver(15000, 3600, 20)  # what dagster-webserver does at start
+        assert _no_other_sessions_soon(pg_database_url) == 0
+        assert len(instance.get_runs()) == 1  # and the swapped-in engine works
+
+
+def test_kept_connections_use_tcp_keepalives_unless_the_url_sets_them(pg_database_url):
+    def dsn(url: str) -> dict:
+        with dg.instance_for_test(overrides={"storage": storage_config(url)}) as instance:
+            raw = instance.event_log_storage._engine.raw_connection()
+            try:
+                return raw.driver_connection.get_dsn_parameters()
+            finally:
+                raw.close()
+
+    assert dsn(pg_database_url)["keepalives_idle"] == "30"
+    assert dsn(pg_database_url + "?keepalives_idle=7")["keepalives_idle"] == "7"
