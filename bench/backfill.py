@@ -324,7 +324,9 @@ def run(smoke: bool = False) -> list[Result]:
             stock_backfill = run_backfill(stock_settings, instance=stock, trigger="bench")
             stock_ours = time.perf_counter() - start
             if not stock_backfill.success:
-                raise RuntimeError(f"the stock-storage range run failed: {stock_backfill.summary()}")
+                raise RuntimeError(
+                    f"the stock-storage range run failed: {stock_backfill.summary()}"
+                )
         # Outside the in-process instance's context: the CLI runs are separate processes on the
         # same instance database, as a user's would be.
         if smoke:
