@@ -62,6 +62,14 @@ def _other_sessions(url: str, what: str = "count(*)") -> int:
     return int(value)
 
 
+def _no_other_sessions_soon(url: str) -> int:
+    """Other sessions on ``url``'s database, once closed sockets have left pg_stat_activity."""
+    deadline = time.monotonic() + 10
+    while _other_sessions(url) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
+    return _other_sessions(url)
+
+
 def test_the_committed_postgres_config_selects_the_pooled_storage():
     config = yaml.safe_load((REPO_DIR / "dagster.postgres.yaml").read_text())
     assert config["storage"] == storage_config({"env": "DAGSTER_PG_URL"})
@@ -93,6 +101,8 @@ def test_a_connection_the_server_dropped_is_replaced_before_the_next_call(pg_dat
         connects = _count_connects(instance.event_log_storage._engine)
         killed = _other_sessions(pg_database_url, "count(pg_terminate_backend(pid))")
         assert killed >= 1  # the kept connection was alive, and is now dead
+        # pg_terminate_backend only signals: wait until the backend has said goodbye and gone.
+        assert _no_other_sessions_soon(pg_database_url) == 0
         assert JOB.execute_in_process(instance=instance, tags=RANGE).success
         assert connects[0] >= 1
         assert len(instance.get_runs()) == 2
@@ -127,14 +137,6 @@ def test_a_forked_child_opens_its_own_connection(pg_database_url):
         assert child_pid != parent_pid
         # The parent's kept connection still works after the child exited.
         assert backend_pid(instance) == parent_pid
-
-
-def _no_other_sessions_soon(url: str) -> int:
-    """Other sessions on ``url``'s database, once closed sockets have left pg_stat_activity."""
-    deadline = time.monotonic() + 10
-    while _other_sessions(url) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a backend leaves pg_stat_activity just after its socket closes
-    return _other_sessions(url)
 
 
 def test_the_webservers_engine_swap_closes_the_kept_connection(pg_database_url):
