@@ -47,7 +47,7 @@ BASELINE = "/livez"
 _UNCACHED_SERVER = (
     "import sys, uvicorn\n"
     "from market_pipeline.api.app import create_app\n"
-    "from market_pipeline.settings import Settings\n"
+    "from market_pipeline.config.settings import Settings\n"
     "uvicorn.run(create_app(Settings.from_env(), cache_seconds=0), host='127.0.0.1',\n"
     "            port=int(sys.argv[1]), log_level='warning', access_log=False)\n"
 )

@@ -3,7 +3,7 @@
 Timings on one PostgreSQL-backed Dagster instance (run and event-log storage in its own database,
 the storage dagster.postgres.yaml ships), in this invocation:
 
-- ours: :func:`market_pipeline.backfill.run_backfill` over the whole universe (N = symbols x
+- ours: :func:`market_pipeline.cli.launcher.run_backfill` over the whole universe (N = symbols x
   timeframes partitions, synthetic provider with its default history of 2,000 bars per pair: ~5
   sessions of 1m up to ~8 years of 1d), bars and features stored in a fresh PostgreSQL database;
 - the floor: the same two asset keys over the same partitions definition in one range run whose
@@ -53,8 +53,8 @@ from bench.common import (
     temp_database,
     write_universe,
 )
-from market_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, run_backfill
-from market_pipeline.core.universe import load_universe
+from market_pipeline.cli.launcher import RANGE_END_TAG, RANGE_START_TAG, run_backfill
+from market_pipeline.config.settings import Settings
 from market_pipeline.defs.jobs import MARKET_DATA_JOB
 from market_pipeline.defs.market_assets import (
     BAR_VALIDITY_CHECK,
@@ -63,8 +63,9 @@ from market_pipeline.defs.market_assets import (
     _bar_validity_check_spec,
 )
 from market_pipeline.defs.partitions import build_pair_partitions
-from market_pipeline.settings import Settings
-from market_pipeline.storage.dagster_instance import storage_config
+from market_pipeline.domain.universe import load_universe
+from market_pipeline.instance_storage.postgres import storage_config
+from market_pipeline.package_data import instance_template
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "1d")
 FLOOR_JOB = "bookkeeping_floor_job"
@@ -175,7 +176,7 @@ def cli_environment(
     ``instance_url``), our universe file and market database."""
     home = workdir / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copyfile(REPO_DIR / "dagster.postgres.yaml", home / "dagster.yaml")
+    shutil.copyfile(instance_template(postgres=True), home / "dagster.yaml")
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(home),

@@ -48,7 +48,7 @@ HIGHER_IS_BETTER = "higher is better"
 @contextlib.contextmanager
 def temp_database(label: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database named after ``label``; yields its URL, drops it after."""
-    from market_pipeline.storage.engine import temporary_postgres_database
+    from market_pipeline.database.engine import temporary_postgres_database
 
     with temporary_postgres_database(PG_SERVER_URL, prefix=f"{DB_PREFIX}{label}") as url:
         yield url
@@ -56,8 +56,8 @@ def temp_database(label: str) -> Iterator[str]:
 
 def migrated_engine(url: str) -> sa.Engine:
     """An engine on ``url`` with our migrations applied."""
-    from market_pipeline.storage.engine import make_engine
-    from market_pipeline.storage.migrations import migrate
+    from market_pipeline.database.engine import make_engine
+    from market_pipeline.database.migrations import migrate
 
     engine = make_engine(url)
     migrate(engine)

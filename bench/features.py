@@ -20,7 +20,7 @@ import talib
 
 from bench.common import LOWER_IS_BETTER, Result, interleaved_seconds, median
 from bench.features_vs_talib import synthetic_bars
-from market_pipeline.core.features import (
+from market_pipeline.domain.features import (
     FEATURE_COLUMNS,
     compute_features,
     compute_features_stacked,

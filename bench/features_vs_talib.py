@@ -1,4 +1,4 @@
-"""Time market_pipeline.core.features against TA-Lib on the same bars and print the figures.
+"""Time market_pipeline.domain.features against TA-Lib on the same bars and print the figures.
 
 Usage: python bench/features_vs_talib.py [--series 500] [--bars 2000] [--timeframe 5m]
                                          [--asset-class equity] [--repeat 7]
@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import talib
 
-from market_pipeline.core.features import (
+from market_pipeline.domain.features import (
     FEATURE_COLUMNS,
     compute_features,
     compute_features_many,
     compute_features_stacked,
 )
-from market_pipeline.core.timeframes import Timeframe
+from market_pipeline.domain.timeframes import Timeframe
 
 
 def synthetic_bars(

@@ -40,18 +40,18 @@ from bench.common import (
     temp_database,
     write_universe,
 )
-from market_pipeline.core.universe import load_universe
+from market_pipeline.config.settings import Settings
 from market_pipeline.defs.jobs import MARKET_DATA_JOB
 from market_pipeline.defs.observability_sensors import SensorIntervals
 from market_pipeline.defs.partitions import build_pair_partitions
-from market_pipeline.mirror import reconcile_instance
-from market_pipeline.settings import Settings
-from market_pipeline.storage.dagster_instance import storage_config
-from market_pipeline.storage.observability import ObservabilityStore
+from market_pipeline.domain.universe import load_universe
+from market_pipeline.instance_storage.postgres import storage_config
+from market_pipeline.observability.mirror import reconcile_instance
+from market_pipeline.observability.store import ObservabilityStore
 
 TIMEFRAMES = ("1h", "1d")
 try:  # the event types the projection reads; all of a run's events if the name moves
-    from market_pipeline.mirror import _EVENT_TYPES as MIRROR_EVENT_TYPES
+    from market_pipeline.observability.mirror import _EVENT_TYPES as MIRROR_EVENT_TYPES
 except ImportError:  # pragma: no cover
     MIRROR_EVENT_TYPES = None
 

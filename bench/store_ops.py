@@ -31,8 +31,8 @@ from bench.common import (
     temp_database,
     time_ms,
 )
-from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.observability import ObservabilityStore
+from market_pipeline.database.engine import make_engine
+from market_pipeline.observability.store import ObservabilityStore
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "1d")
 SPEC_MS = {

@@ -32,9 +32,9 @@ from bench.common import (
     temp_database,
 )
 from bench.features_vs_talib import synthetic_bars
-from market_pipeline.storage.market_data import MarketDataRepository
-from market_pipeline.storage.pgcopy import PairChunk, build_copy_payload
-from market_pipeline.storage.tables import BAR_COLUMNS
+from market_pipeline.database.tables import BAR_COLUMNS
+from market_pipeline.market_data.pgcopy import PairChunk, build_copy_payload
+from market_pipeline.market_data.repository import MarketDataRepository
 
 COLUMNS = ("symbol", "timeframe", "ts", *BAR_COLUMNS)
 

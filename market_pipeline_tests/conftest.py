@@ -1,46 +1,37 @@
-"""Shared fixtures: a fresh database per test on each backend.
+"""Shared fixtures: a fresh database per test on each backend, and a small universe.
 
 Tests taking ``db_url`` (or ``engine``) run twice: on a SQLite file and on a fresh PostgreSQL
 database created for the test and dropped after it. PostgreSQL is found at
 ``MARKET_PIPELINE_TEST_PG`` (a server URL without database; default
 ``postgresql+psycopg2://postgres@127.0.0.1:5432``). Outside CI an unreachable server skips those
 tests; with ``CI`` set, it fails them, because in CI nothing is skipped.
+
+Helpers shared by test modules live in :mod:`market_pipeline_tests.support`, never here.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import dagster as dg
 import pytest
-import sqlalchemy as sa
 
-from market_pipeline.storage.engine import make_engine, temporary_postgres_database
-from market_pipeline.storage.migrations import migrate
-
-PG_SERVER_URL = os.environ.get(
-    "MARKET_PIPELINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432"
+from market_pipeline.config.settings import Settings
+from market_pipeline.database.engine import make_engine, temporary_postgres_database
+from market_pipeline.database.migrations import migrate
+from market_pipeline_tests.support.postgres import (
+    PG_SERVER_URL,
+    migrated_engine,
+    pg_unavailable_reason,
 )
-
-
-def _pg_admin_engine() -> sa.Engine:
-    return sa.create_engine(
-        f"{PG_SERVER_URL}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-
-
-def _pg_available() -> str | None:
-    try:
-        with _pg_admin_engine().connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        return None
-    except sa.exc.DBAPIError as exc:
-        return str(exc.orig).strip().splitlines()[0]
+from market_pipeline_tests.support.universes import write_universe
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     """URL of the PostgreSQL server (no database); skips locally, fails in CI, when it is down."""
-    problem = _pg_available()
+    problem = pg_unavailable_reason()
     if problem:
         message = f"PostgreSQL at {PG_SERVER_URL} is not reachable: {problem}"
         if os.environ.get("CI"):
@@ -64,23 +55,44 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("pg_database_url")
 
 
-def _migrated_engine(url: str):
-    eng = make_engine(url)
-    migrate(eng)
-    yield eng
-    eng.dispose()
-
-
 @pytest.fixture
 def engine(db_url):
     """A migrated engine on each backend."""
-    yield from _migrated_engine(db_url)
+    yield from migrated_engine(db_url)
 
 
 @pytest.fixture
 def pg_engine(pg_database_url):
     """A migrated engine on a fresh PostgreSQL database: for behaviour only PostgreSQL has."""
-    yield from _migrated_engine(pg_database_url)
+    yield from migrated_engine(pg_database_url)
+
+
+@pytest.fixture
+def live_instance():
+    """Building a repository reads the defs-state storage of Dagster's current instance, and a
+    test instance closed earlier in the session can be left current: give the test a live one."""
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def small_universe(tmp_path) -> Path:
+    """Three symbols x two timeframes; BADCO always fails at the provider."""
+    return write_universe(
+        tmp_path / "universe.yaml",
+        [("AAPL", "equity"), ("BADCO", "equity"), ("BTC-USD", "crypto")],
+        ["1h", "1d"],
+        {"kind": "synthetic", "fail_symbols": ["BADCO"]},
+    )
+
+
+@pytest.fixture
+def settings(tmp_path, db_url, small_universe) -> Settings:
+    """Settings over a migrated test database and :func:`small_universe`."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    engine.dispose()
+    return Settings(home=tmp_path / "home", db_url=db_url, universe_path=small_universe)
 
 
 _skipped_postgres: list[str] = []

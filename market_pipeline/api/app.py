@@ -1,5 +1,5 @@
 """The admin HTTP API: the three endpoints of PHASE_1_OBSERVABILITY.md, probes and an OpenAPI
-document, over the same :class:`~market_pipeline.storage.observability.ObservabilityStore` as the
+document, over the same :class:`~market_pipeline.observability.store.ObservabilityStore` as the
 Dagster resource.
 
 Endpoints (all ``GET``; ``HEAD`` is answered too):
@@ -72,16 +72,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from market_pipeline.core.freshness import FRESHNESS_STATUSES, HEALTH_STATUSES
-from market_pipeline.settings import Settings, normalize_db_url
-from market_pipeline.storage.engine import (
+from market_pipeline.config.settings import Settings, normalize_db_url
+from market_pipeline.database.engine import (
     DatabaseUnavailableError,
     check_connection,
     describe_url,
     make_engine,
 )
-from market_pipeline.storage.migrations import MigrationError, ensure_current
-from market_pipeline.storage.observability import (
+from market_pipeline.database.migrations import MigrationError, ensure_current
+from market_pipeline.domain.freshness import FRESHNESS_STATUSES, HEALTH_STATUSES
+from market_pipeline.observability.store import (
     MAX_LIMIT,
     ObservabilityStore,
     to_json_ready,
@@ -974,7 +974,7 @@ def create_app(
     resolved = Settings.from_env() if settings is None else settings
     pairs: list[tuple[str, str]] | None = None
     if store is None:
-        from market_pipeline.core.universe import load_universe
+        from market_pipeline.domain.universe import load_universe
 
         pairs = load_universe(resolved.universe_path).pairs
         url = normalize_db_url(resolved.db_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from market_pipeline.settings import Settings
+from market_pipeline.config.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

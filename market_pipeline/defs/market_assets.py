@@ -16,7 +16,7 @@ import dagster as dg
 
 from market_pipeline.defs.partitions import key_of, pair_of
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
-from market_pipeline.refresh import PairOutcome, refresh_in_chunks
+from market_pipeline.market_data.refresh import PairOutcome, refresh_in_chunks
 
 OHLCV_BARS = dg.AssetKey("ohlcv_bars")
 QUANT_FEATURES = dg.AssetKey("quant_features")

@@ -4,7 +4,7 @@ Four run-status sensors (started, success, failure, canceled) project a run as s
 records the change; they watch every code location and runs started from the command line
 (``monitor_all_code_locations``). Dagster may still skip a run (first tick, an error, the daemon
 down, a backlog), so ``mirror_reconcile_sensor`` walks the instance's run records every minute and
-repairs whatever is missing; both use :mod:`market_pipeline.mirror`, whose writes are idempotent.
+repairs whatever is missing; both use :mod:`market_pipeline.observability.mirror`, whose writes are idempotent.
 The sensor functions catch every exception and return ``None`` (a return value would make Dagster
 process only one run per tick): a database error is logged and left to the reconciler.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
-from market_pipeline.mirror import mirror_run, reconcile_instance
+from market_pipeline.observability.mirror import mirror_run, reconcile_instance
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_pipeline.core.universe import Universe
+from market_pipeline.domain.universe import Universe
 
 
 def build_pair_partitions(universe: Universe) -> dg.MultiPartitionsDefinition:

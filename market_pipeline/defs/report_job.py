@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from market_pipeline.core.report import build_report, render_markdown
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
-from market_pipeline.mirror import format_alert
+from market_pipeline.observability.mirror import format_alert
+from market_pipeline.observability.report import build_report, render_markdown
 
 # No `from __future__ import annotations`: Dagster checks the op's context annotation at
 # definition time and rejects it as a string.

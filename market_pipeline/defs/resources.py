@@ -8,12 +8,12 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
-from market_pipeline.core.universe import Universe, load_universe
+from market_pipeline.database.engine import make_engine
+from market_pipeline.database.migrations import ensure_current
+from market_pipeline.domain.universe import Universe, load_universe
+from market_pipeline.market_data.repository import MarketDataRepository
+from market_pipeline.observability.store import ObservabilityStore
 from market_pipeline.providers import MarketDataProvider, build_provider
-from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.market_data import MarketDataRepository
-from market_pipeline.storage.migrations import ensure_current
-from market_pipeline.storage.observability import ObservabilityStore
 
 
 class DatabaseResource(dg.ConfigurableResource):

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_pipeline.backfill import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, partition_ranges
-from market_pipeline.core.timeframes import Timeframe
-from market_pipeline.core.universe import Universe
+from market_pipeline.cli.launcher import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TRIGGER_TAG,
+    partition_ranges,
+)
 from market_pipeline.defs.jobs import MARKET_DATA_JOB
 from market_pipeline.defs.report_job import REPORT_JOB
+from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.universe import Universe
 
 DAILY_CRON = "0 2 * * *"
 INTRADAY_CRON = "*/15 * * * *"

@@ -1,7 +1,7 @@
 """The one interface every source of bars implements.
 
 A provider turns ``(symbol, asset_class, timeframe, since, until)`` into a raw frame of bars. It
-does not validate, deduplicate or store anything: :func:`market_pipeline.core.validation.
+does not validate, deduplicate or store anything: :func:`market_pipeline.domain.validation.
 validate_bars` does the checking afterwards, the same way for every provider, and counts what it
 rejects.
 
@@ -38,7 +38,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
-from market_pipeline.core.timeframes import Timeframe
+from market_pipeline.domain.timeframes import Timeframe
 
 RAW_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 """Columns of the frame :meth:`MarketDataProvider.fetch_bars` returns (extras are ignored)."""
@@ -120,7 +120,7 @@ class MarketDataProvider(ABC):
         - ``ts`` is the bar's timestamp in whatever form the source had: ISO 8601 strings for
           csv, ``datetime64[ns, UTC]`` for synthetic. It is the bar's *start* for intraday bars;
           daily bars are stamped 00:00 UTC of their session date. Rows may be unparsable or
-          duplicated: :func:`~market_pipeline.core.validation.validate_bars` parses, checks and
+          duplicated: :func:`~market_pipeline.domain.validation.validate_bars` parses, checks and
           counts them. Providers must not drop bad rows themselves.
         - prices and volume are numbers (or text the validation coerces to numbers).
 

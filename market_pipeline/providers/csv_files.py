@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market_pipeline.core.timeframes import Timeframe
-from market_pipeline.core.validation import parse_timestamps
+from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.validation import parse_timestamps
 from market_pipeline.providers.base import (
     RAW_COLUMNS,
     MarketDataProvider,

@@ -55,7 +55,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from market_pipeline.core.timeframes import ASSET_CLASSES, Timeframe
+from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe
 from market_pipeline.providers.base import (
     MarketDataProvider,
     ProviderError,

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from market_pipeline.api.app import ROUTES, create_app
-from market_pipeline.storage.observability import MAX_LIMIT, ObservabilityStore
-from market_pipeline_tests.api.conftest import http, running_server, test_settings
+from market_pipeline.observability.store import MAX_LIMIT, ObservabilityStore
+from market_pipeline_tests.support.api import http, running_server, settings_for_store
 
 Z_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -180,7 +180,7 @@ def test_staleness_default_limit_is_fifty_per_list(store, db_url, tmp_path):
         for i in range(60)
     )
     unfiltered = ObservabilityStore(store.engine)  # monitors every stored row
-    with running_server(create_app(test_settings(db_url, tmp_path), store=unfiltered)) as url:
+    with running_server(create_app(settings_for_store(db_url, tmp_path), store=unfiltered)) as url:
         body = http.get(f"{url}/api/v1/admin/features/staleness").json()
 
     assert body["summary"]["missing_count"] == 60
@@ -275,7 +275,7 @@ def test_openapi_document_describes_every_route_and_nothing_else(api):
 
 
 def test_openapi_routes_match_the_application_routes(store, db_url, tmp_path):
-    app = create_app(test_settings(db_url, tmp_path), store=store)
+    app = create_app(settings_for_store(db_url, tmp_path), store=store)
 
     served = {route.path for route in app.routes}
 
@@ -314,7 +314,7 @@ class CountingStore(ObservabilityStore):
 
 
 def test_answers_are_reused_for_the_cache_period_then_recomputed(store, db_url, tmp_path):
-    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=0.5)
+    app = create_app(settings_for_store(db_url, tmp_path), store=store, cache_seconds=0.5)
     with running_server(app) as url:
         first = http.get(f"{url}/api/v1/admin/scheduler/execution-history").json()
         store.create_scheduler_execution_log(started_at=datetime.now(UTC), total_symbols=1)
@@ -329,7 +329,7 @@ def test_answers_are_reused_for_the_cache_period_then_recomputed(store, db_url, 
 def test_concurrent_requests_share_one_query(engine, db_url, tmp_path):
     store = CountingStore(engine, monitored_pairs=[])
     CountingStore.history_calls = 0
-    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=30)
+    app = create_app(settings_for_store(db_url, tmp_path), store=store, cache_seconds=30)
     with running_server(app) as url:
         with ThreadPoolExecutor(max_workers=16) as pool:
             statuses = list(
@@ -344,7 +344,7 @@ def test_concurrent_requests_share_one_query(engine, db_url, tmp_path):
 
 
 def test_the_cache_keeps_a_bounded_number_of_answers(store, db_url, tmp_path):
-    app = create_app(test_settings(db_url, tmp_path), store=store, cache_seconds=30)
+    app = create_app(settings_for_store(db_url, tmp_path), store=store, cache_seconds=30)
     with running_server(app) as url:
         for limit in range(1, 101):
             assert http.get(f"{url}/api/v1/admin/features/staleness?limit={limit}").is_success

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from market_pipeline_tests.api.conftest import TOKEN, http, raw_request
+from market_pipeline_tests.support.api import TOKEN, http, raw_request
 
 PROTECTED = [
     "/api/v1/admin/scheduler-health",

@@ -9,13 +9,13 @@ import httpx
 import pytest
 
 from market_pipeline.api.app import MAX_QUERY_BYTES, ROUTES, create_app
-from market_pipeline.storage.observability import MAX_LIMIT, ObservabilityStore
-from market_pipeline_tests.api.conftest import (
+from market_pipeline.observability.store import MAX_LIMIT, ObservabilityStore
+from market_pipeline_tests.support.api import (
     MONITORED_PAIRS,
     http,
     raw_request,
     running_server,
-    test_settings,
+    settings_for_store,
 )
 
 LIMITED = ["/api/v1/admin/features/staleness", "/api/v1/admin/scheduler/execution-history"]
@@ -188,7 +188,7 @@ class ExplodingStore(ObservabilityStore):
 
 def test_an_unforeseen_error_is_a_500_without_details(engine, db_url, tmp_path, caplog):
     store = ExplodingStore(engine, monitored_pairs=MONITORED_PAIRS)
-    with running_server(create_app(test_settings(db_url, tmp_path), store=store)) as url:
+    with running_server(create_app(settings_for_store(db_url, tmp_path), store=store)) as url:
         response = http.get(f"{url}/api/v1/admin/scheduler/execution-history")
     # The error is logged with its traceback on the server side only; this test expects that.
     caplog.clear()

@@ -9,18 +9,18 @@ import pytest
 import sqlalchemy as sa
 
 from market_pipeline.api.app import DEFAULT_CACHE_SECONDS, create_app
-from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.migrations import migrate
-from market_pipeline.storage.observability import ObservabilityStore
-from market_pipeline_tests.api.conftest import (
+from market_pipeline.database.engine import make_engine
+from market_pipeline.database.migrations import migrate
+from market_pipeline.observability.store import ObservabilityStore
+from market_pipeline_tests.support.api import (
     MONITORED_PAIRS,
     TOKEN,
     http,
     running_server,
     seed_healthy,
-    test_settings,
+    settings_for_store,
 )
-from market_pipeline_tests.conftest import _pg_admin_engine
+from market_pipeline_tests.support.postgres import pg_admin_engine
 
 ADMIN = [
     "/api/v1/admin/scheduler-health",
@@ -58,7 +58,7 @@ def test_health_probe_is_200_when_healthy(engine, db_url, tmp_path):
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
     seed_healthy(store)
 
-    with running_server(create_app(test_settings(db_url, tmp_path), store=store)) as url:
+    with running_server(create_app(settings_for_store(db_url, tmp_path), store=store)) as url:
         probe = http.get(f"{url}/healthz")
         spec = http.get(f"{url}/api/v1/admin/scheduler-health")
 
@@ -83,7 +83,7 @@ def test_a_database_down_at_startup_leaves_liveness_up_and_readiness_503(backend
     engine = make_engine(url, check=False)
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
 
-    with running_server(create_app(test_settings(url, tmp_path), store=store)) as base:
+    with running_server(create_app(settings_for_store(url, tmp_path), store=store)) as base:
         live = http.get(f"{base}/livez")
         ready = http.get(f"{base}/readyz")
         admin = [http.get(f"{base}{path}") for path in ADMIN]
@@ -107,7 +107,7 @@ def test_readiness_names_the_database_only_to_token_holders(tmp_path):
     url, name = _unreachable_url("postgresql", tmp_path)
     engine = make_engine(url, check=False)
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
-    app = create_app(test_settings(url, tmp_path, token=TOKEN), store=store)
+    app = create_app(settings_for_store(url, tmp_path, token=TOKEN), store=store)
 
     with running_server(app) as base:
         anonymous = http.get(f"{base}/readyz")
@@ -124,7 +124,7 @@ def test_an_unmigrated_database_is_not_ready_and_says_to_migrate(db_url, tmp_pat
     engine = make_engine(db_url)
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
 
-    with running_server(create_app(test_settings(db_url, tmp_path), store=store)) as base:
+    with running_server(create_app(settings_for_store(db_url, tmp_path), store=store)) as base:
         ready = http.get(f"{base}/readyz")
         admin = [http.get(f"{base}{path}") for path in ADMIN]
     engine.dispose()
@@ -141,7 +141,7 @@ def test_failures_are_not_kept_so_a_migration_is_seen_at_once(db_url, tmp_path):
     engine = make_engine(db_url)
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
 
-    with running_server(create_app(test_settings(db_url, tmp_path), store=store)) as base:
+    with running_server(create_app(settings_for_store(db_url, tmp_path), store=store)) as base:
         before = [http.get(f"{base}{path}").status_code for path in ["/readyz", *ADMIN]]
         migrate(engine)
         after = [http.get(f"{base}{path}").status_code for path in ["/readyz", *ADMIN]]
@@ -159,9 +159,9 @@ def test_a_database_dropped_while_serving_turns_readiness_to_503(pg_database_url
     seed_healthy(store)
     name = sa.engine.make_url(pg_database_url).database
 
-    with running_server(create_app(test_settings(pg_database_url, tmp_path), store=store)) as url:
+    with running_server(create_app(settings_for_store(pg_database_url, tmp_path), store=store)) as url:
         before = http.get(f"{url}/readyz")
-        admin = _pg_admin_engine()
+        admin = pg_admin_engine()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.dispose()

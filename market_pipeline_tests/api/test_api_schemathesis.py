@@ -14,13 +14,13 @@ import subprocess
 import sys
 
 from market_pipeline.api.app import create_app
-from market_pipeline.storage.observability import ObservabilityStore
-from market_pipeline_tests.api.conftest import (
+from market_pipeline.observability.store import ObservabilityStore
+from market_pipeline_tests.support.api import (
     MONITORED_PAIRS,
     TOKEN,
     running_server,
     seed_healthy,
-    test_settings,
+    settings_for_store,
 )
 
 MAX_EXAMPLES = 12
@@ -30,7 +30,7 @@ SEED = 20241113
 def test_schemathesis_finds_no_server_error_or_schema_violation(engine, db_url, tmp_path):
     store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
     seed_healthy(store)
-    app = create_app(test_settings(db_url, tmp_path, token=TOKEN), store=store)
+    app = create_app(settings_for_store(db_url, tmp_path, token=TOKEN), store=store)
 
     with running_server(app) as url:
         result = subprocess.run(

@@ -6,11 +6,12 @@ import dagster as dg
 import pytest
 from sqlalchemy.engine import make_url
 
-from market_pipeline.backfill import run_backfill
+from market_pipeline.cli.launcher import run_backfill
+from market_pipeline.config.settings import Settings
+from market_pipeline.database.engine import make_engine
+from market_pipeline.database.migrations import migrate
 from market_pipeline.definitions import build_definitions
-from market_pipeline.settings import Settings
-from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.migrations import migrate
+
 
 @pytest.mark.postgres
 def test_a_password_url_is_passed_as_an_env_var_reference_and_still_works(

@@ -8,7 +8,6 @@ import pytest
 
 from market_pipeline import definitions
 
-
 pytestmark = pytest.mark.usefixtures("live_instance")
 
 

@@ -6,10 +6,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.backfill import run_backfill
-from market_pipeline.defs.market_assets import FAILED_PARTITIONS_KEY, OHLCV_BARS, QUANT_FEATURES
+from market_pipeline.cli.launcher import run_backfill
+from market_pipeline.database.engine import make_engine
 from market_pipeline.definitions import build_definitions
-from market_pipeline.storage.engine import make_engine
+from market_pipeline.defs.market_assets import FAILED_PARTITIONS_KEY, OHLCV_BARS, QUANT_FEATURES
 
 
 def _counts(db_url: str) -> dict[str, int]:
@@ -119,7 +119,7 @@ def test_failed_partition_can_be_rematerialized_once_the_provider_recovers(setti
 
 
 def test_unknown_symbol_in_backfill_is_refused_with_its_name(settings):
-    from market_pipeline.core.universe import UniverseError
+    from market_pipeline.domain.universe import UniverseError
 
     with pytest.raises(UniverseError, match="NOPE"):
         run_backfill(settings, symbols=["NOPE"])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from market_pipeline.backfill import run_backfill
+from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.definitions import build_definitions
 from market_pipeline.defs.report_job import HEALTH_TAG, REPORT_JOB
-from market_pipeline.mirror import reconcile_instance
-from market_pipeline.storage.observability import ObservabilityStore
-
+from market_pipeline.observability.mirror import reconcile_instance
+from market_pipeline.observability.store import ObservabilityStore
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 
@@ -60,7 +59,7 @@ def test_the_report_of_a_healthy_system_names_no_reason(settings, engine):
 
 
 def _without_badco(settings):
-    from market_pipeline_tests.defs.conftest import write_universe
+    from market_pipeline_tests.support.universes import write_universe
 
     path = settings.universe_path.with_name("healthy.yaml")
     write_universe(path, [("AAPL", "equity"), ("BTC-USD", "crypto")], ["1h", "1d"])

@@ -8,13 +8,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from market_pipeline.config.settings import Settings
 from market_pipeline.definitions import build_definitions
 from market_pipeline.defs.jobs import MARKET_DATA_JOB
-from market_pipeline.mirror import reconcile_instance
-from market_pipeline.settings import Settings
-from market_pipeline.storage.observability import ObservabilityStore
-from market_pipeline_tests.defs.conftest import write_universe
-
+from market_pipeline.observability.mirror import reconcile_instance
+from market_pipeline.observability.store import ObservabilityStore
+from market_pipeline_tests.support.universes import write_universe
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 

@@ -8,11 +8,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.backfill import run_backfill
+from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.definitions import build_definitions
-from market_pipeline.mirror import reconcile_instance
-from market_pipeline.storage.observability import ObservabilityStore
-
+from market_pipeline.observability.mirror import reconcile_instance
+from market_pipeline.observability.store import ObservabilityStore
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.storage.engine import make_engine
-from market_pipeline_tests.defs.conftest import write_universe
+from market_pipeline.database.engine import make_engine
+from market_pipeline_tests.support.universes import write_universe
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]

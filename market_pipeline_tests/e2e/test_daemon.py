@@ -37,11 +37,11 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from market_pipeline.storage.dagster_instance import storage_config
-from market_pipeline.storage.engine import make_engine
-from market_pipeline.storage.migrations import migrate
-from market_pipeline_tests.conftest import _pg_admin_engine
-from market_pipeline_tests.defs.conftest import write_universe
+from market_pipeline.database.engine import make_engine
+from market_pipeline.database.migrations import migrate
+from market_pipeline.instance_storage.postgres import storage_config
+from market_pipeline_tests.support.postgres import pg_admin_engine
+from market_pipeline_tests.support.universes import write_universe
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -63,7 +63,7 @@ import dagster as dg
 
 from market_pipeline.definitions import build_definitions
 from market_pipeline.defs.observability_sensors import SensorIntervals
-from market_pipeline.settings import Settings
+from market_pipeline.config.settings import Settings
 
 
 def _definitions() -> dg.Definitions:
@@ -88,7 +88,7 @@ defs = _definitions()
 @contextmanager
 def _database(pg_server: str, prefix: str) -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from market_pipeline.cli import main
-from market_pipeline_tests.defs.conftest import write_universe
+from market_pipeline.cli.main import main
+from market_pipeline_tests.support.universes import write_universe
 
 
 def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from market_pipeline.cli import main
-from market_pipeline.storage.engine import make_engine
-from market_pipeline_tests.defs.conftest import write_universe
+from market_pipeline.cli.main import main
+from market_pipeline.database.engine import make_engine
+from market_pipeline_tests.support.universes import write_universe
 
 
 def _executions(db_url: str) -> list[tuple[str, int, int]]:

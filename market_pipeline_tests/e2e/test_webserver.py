@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from market_pipeline_tests.defs.conftest import write_universe
+from market_pipeline.package_data import instance_template
+from market_pipeline_tests.support.universes import write_universe
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +150,7 @@ def test_the_webserver_on_the_committed_postgres_config_lists_runs_stored_there(
 
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.postgres.yaml", home / "dagster.yaml")
+    shutil.copyfile(instance_template(postgres=True), home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_PG_URL", pg_database_url)
 
     @dg.op

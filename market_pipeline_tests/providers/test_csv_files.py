@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from market_pipeline.core.timeframes import Timeframe
-from market_pipeline.core.validation import validate_bars
+from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.validation import validate_bars
 from market_pipeline.providers import (
     CsvFileProvider,
     ProviderConfigError,

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_pipeline.core.timeframes import Timeframe
-from market_pipeline.core.validation import validate_bars
+from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.validation import validate_bars
 from market_pipeline.providers import (
     ProviderConfigError,
     ProviderError,

@@ -1,0 +1,86 @@
+"""Settings read from the environment, once, for code inside and outside Dagster.
+
+Every setting has one environment variable and one default, named here and in the README:
+
+- ``MARKET_PIPELINE_HOME``: folder of the embedded default storage (default: ``.market_pipeline``
+  in the checkout, git-ignored). Holds ``market_pipeline.db`` and the Dagster home.
+- ``MARKET_PIPELINE_DB_URL``: SQLAlchemy URL of the database holding our tables (default: the
+  SQLite file ``$MARKET_PIPELINE_HOME/market_pipeline.db``). ``postgresql://`` URLs are read as
+  ``postgresql+psycopg2://``, the driver dagster-postgres installs.
+- ``MARKET_PIPELINE_UNIVERSE``: YAML file of symbols, timeframes and provider (default: the bundled
+  demo universe of 50 symbols x 5 timeframes).
+- ``MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD``: consecutive failures of a pair that raise an alert
+  (default 3).
+- ``MARKET_PIPELINE_ADMIN_TOKEN``: bearer token the admin HTTP API requires when set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from market_pipeline.package_data import demo_universe
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
+
+
+def _checkout_dir() -> Path:
+    """The repository checkout when running from one (editable install), else the cwd."""
+    candidate = _PACKAGE_DIR.parent
+    if (candidate / "pyproject.toml").is_file():
+        return candidate
+    return Path.cwd()
+
+
+def default_home() -> Path:
+    return _checkout_dir() / ".market_pipeline"
+
+
+def normalize_db_url(url: str) -> str:
+    """Give PostgreSQL URLs the psycopg2 driver: SQLAlchemy 2.1 maps bare ``postgresql://`` to
+    psycopg 3, which is not installed."""
+    url = url.strip()
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one process."""
+
+    home: Path
+    db_url: str
+    universe_path: Path
+    failure_alert_threshold: int = 3
+    admin_token: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("MARKET_PIPELINE_HOME") or default_home()).expanduser().resolve()
+        db_url = env.get(DB_URL_ENV) or f"sqlite:///{home / 'market_pipeline.db'}"
+        universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(
+            demo_universe()
+        )
+        threshold_text = env.get("MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD") or "3"
+        try:
+            threshold = int(threshold_text)
+        except ValueError:
+            threshold = 0
+        if threshold < 1:
+            raise ValueError(
+                "MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD must be a positive integer, "
+                f"got {threshold_text!r}"
+            )
+        return cls(
+            home=home,
+            db_url=normalize_db_url(db_url),
+            universe_path=Path(universe).expanduser().resolve(),
+            failure_alert_threshold=threshold,
+            admin_token=env.get("MARKET_PIPELINE_ADMIN_TOKEN") or None,
+        )

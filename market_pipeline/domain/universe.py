@@ -1,0 +1,272 @@
+"""The universe: which symbols and timeframes the pipeline keeps, and where their bars come from.
+
+The universe is configuration, not code. ``MARKET_PIPELINE_UNIVERSE`` names a YAML file (see
+:mod:`market_pipeline.config.settings`); without it the bundled demo universe
+(``market_pipeline/package_data/universes/demo.yaml``, 50 symbols x 5 timeframes) is used. Shape::
+
+    description: free text (optional)
+    provider: {kind: synthetic}            # or {kind: csv, path: /data/bars}
+    symbols:
+      - {symbol: AAPL, asset_class: equity}
+      - {symbol: BTC-USD, asset_class: crypto}
+    timeframes: [1h, 1d]
+
+Adding a symbol or a timeframe is an edit of that file. Everything is checked on load and a
+problem raises :class:`UniverseError` naming the file and the offending entry, so a typo fails the
+code location at start-up instead of a run hours later.
+
+Pure Python, no Dagster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
+
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+"""Symbols are 1-32 characters out of letters, digits, ``.``, ``_`` and ``-``.
+
+The symbol becomes part of Dagster partition keys (``AAPL|1h`` in a multi-partition, where ``|``
+separates the dimensions; ``,`` separates keys in lists and ``...`` the ends of a key range) and of
+file names (``AAPL_1h.csv``), so anything else is refused rather than escaped.
+"""
+
+_TOP_LEVEL_KEYS = ("description", "provider", "symbols", "timeframes")
+_REQUIRED_TOP_LEVEL_KEYS = ("provider", "symbols", "timeframes")
+_SYMBOL_KEYS = ("symbol", "asset_class")
+
+
+class UniverseError(ValueError):
+    """A universe file that cannot be read or breaks a rule; the message names file and entry."""
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """One instrument of the universe."""
+
+    symbol: str
+    asset_class: str
+
+
+@dataclass(frozen=True)
+class Universe:
+    """A validated universe.
+
+    ``provider`` is the provider block of the file, checked by the provider's own class (see
+    :func:`market_pipeline.providers.build_provider`); a relative csv ``path`` has already been
+    resolved against the folder of the YAML file. ``timeframes`` keeps the codes as written
+    (``1m``, ``1h``...). ``source`` names where the universe came from (the file path).
+    """
+
+    provider: dict[str, Any]
+    symbols: tuple[SymbolSpec, ...]
+    timeframes: tuple[str, ...]
+    source: str
+    description: str = ""
+    _by_symbol: dict[str, SymbolSpec] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_symbol", {spec.symbol: spec for spec in self.symbols})
+
+    @property
+    def symbol_names(self) -> tuple[str, ...]:
+        """The symbols in file order."""
+        return tuple(spec.symbol for spec in self.symbols)
+
+    @property
+    def timeframe_objects(self) -> tuple[Timeframe, ...]:
+        """The timeframes, parsed, in file order."""
+        return tuple(Timeframe.parse(code) for code in self.timeframes)
+
+    def asset_class_of(self, symbol: str) -> str:
+        """The asset class of ``symbol``; :class:`UniverseError` when it is not in the universe."""
+        try:
+            return self._by_symbol[symbol].asset_class
+        except KeyError:
+            raise UniverseError(
+                f"symbol {symbol!r} is not in the universe {self.source}"
+            ) from None
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (symbol, timeframe) pair: symbols in file order, each with every timeframe."""
+        return [(spec.symbol, tf) for spec in self.symbols for tf in self.timeframes]
+
+
+
+
+def load_universe(path: str | Path) -> Universe:
+    """Read and validate the universe YAML file at ``path``.
+
+    Raises :class:`UniverseError` when the file is missing, is not valid YAML, or breaks a rule
+    (see :func:`parse_universe`).
+    """
+    file = Path(path).expanduser()
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UniverseError(f"universe file {source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UniverseError(f"universe file {source} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UniverseError(f"universe file {source} is not valid YAML: {exc}") from None
+    return parse_universe(data, source=source, base_dir=file.resolve().parent)
+
+
+def parse_universe(data: Any, *, source: str, base_dir: Path | None = None) -> Universe:
+    """Validate the parsed content of a universe file.
+
+    ``source`` names the file in error messages; ``base_dir`` is the folder relative provider
+    paths resolve against (the current directory when None).
+    """
+    if not isinstance(data, Mapping):
+        raise UniverseError(
+            f"{source}: expected a mapping with keys {', '.join(_REQUIRED_TOP_LEVEL_KEYS)}, "
+            f"got {type(data).__name__}"
+        )
+    _check_keys(data, allowed=_TOP_LEVEL_KEYS, required=_REQUIRED_TOP_LEVEL_KEYS,
+                where=f"{source}: top level")
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        raise UniverseError(f"{source}: description must be text, got {description!r}")
+    symbols = _parse_symbols(data["symbols"], source)
+    timeframes = _parse_timeframes(data["timeframes"], source)
+    provider = _parse_provider(data["provider"], source, base_dir, {s.symbol for s in symbols})
+    return Universe(
+        provider=provider,
+        symbols=symbols,
+        timeframes=timeframes,
+        source=source,
+        description=description.strip(),
+    )
+
+
+def check_symbol(symbol: Any, *, where: str = "symbol") -> str:
+    """Return ``symbol`` if it may be used as a partition-key part and file-name part.
+
+    Raises :class:`UniverseError` explaining the rule otherwise.
+    """
+    if not isinstance(symbol, str):
+        raise UniverseError(
+            f"{where}: symbol {symbol!r} is a {type(symbol).__name__}, not text; quote it in the "
+            "YAML file (unquoted ON, OFF, YES, NO, TRUE and numbers are not read as text)"
+        )
+    if not SYMBOL_PATTERN.match(symbol):
+        bad = sorted({ch for ch in symbol if not re.match(r"[A-Za-z0-9._-]", ch)})
+        detail = f"contains {', '.join(repr(ch) for ch in bad)}; " if bad else ""
+        raise UniverseError(
+            f"{where}: symbol {symbol!r} is not allowed: {detail}a symbol is 1-32 characters out "
+            "of letters, digits, '.', '_' and '-' because it becomes part of Dagster partition "
+            "keys, where '|' separates the dimensions of a key and ',' separates keys"
+        )
+    if "..." in symbol:
+        raise UniverseError(
+            f"{where}: symbol {symbol!r} is not allowed: '...' separates the ends of a Dagster "
+            "partition key range"
+        )
+    return symbol
+
+
+def _check_keys(
+    entry: Mapping[Any, Any], *, allowed: tuple[str, ...], required: tuple[str, ...], where: str
+) -> None:
+    unknown = [key for key in entry if key not in allowed]
+    if unknown:
+        raise UniverseError(
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    missing = [key for key in required if key not in entry]
+    if missing:
+        raise UniverseError(f"{where}: missing key(s) {', '.join(missing)}")
+
+
+def _parse_symbols(raw: Any, source: str) -> tuple[SymbolSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise UniverseError(
+            f"{source}: symbols must be a non-empty list of {{symbol: ..., asset_class: ...}}, "
+            f"got {raw!r}"
+        )
+    specs: list[SymbolSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(raw):
+        where = f"{source}: symbols[{index}]"
+        if not isinstance(entry, Mapping):
+            raise UniverseError(
+                f"{where}: expected {{symbol: ..., asset_class: ...}}, got {entry!r}"
+            )
+        _check_keys(entry, allowed=_SYMBOL_KEYS, required=_SYMBOL_KEYS, where=where)
+        symbol = check_symbol(entry["symbol"], where=where)
+        asset_class = entry["asset_class"]
+        if asset_class not in ASSET_CLASSES:
+            raise UniverseError(
+                f"{where}: symbol {symbol!r} has unknown asset_class {asset_class!r}; "
+                f"expected one of {', '.join(ASSET_CLASSES)}"
+            )
+        # Case-insensitive: AAPL and aapl would be the same file on a case-insensitive disk.
+        folded = symbol.upper()
+        if folded in seen:
+            raise UniverseError(
+                f"{where}: duplicate symbol {symbol!r} (already listed as symbols[{seen[folded]}]"
+                f" {raw[seen[folded]]['symbol']!r})"
+            )
+        seen[folded] = index
+        specs.append(SymbolSpec(symbol=symbol, asset_class=asset_class))
+    return tuple(specs)
+
+
+def _parse_timeframes(raw: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise UniverseError(
+            f"{source}: timeframes must be a non-empty list such as [1m, 5m, 1h, 1d], got {raw!r}"
+        )
+    codes: list[str] = []
+    seen: dict[int, str] = {}
+    for index, code in enumerate(raw):
+        where = f"{source}: timeframes[{index}]"
+        if not isinstance(code, str):
+            raise UniverseError(f"{where}: timeframe {code!r} is not text such as 1h")
+        try:
+            timeframe = Timeframe.parse(code)
+        except TimeframeError as exc:
+            raise UniverseError(f"{where}: {exc}") from None
+        if timeframe.seconds in seen:
+            same = seen[timeframe.seconds]
+            detail = "listed twice" if same == timeframe.code else f"the same duration as {same!r}"
+            raise UniverseError(f"{where}: duplicate timeframe {code!r} ({detail})")
+        seen[timeframe.seconds] = timeframe.code
+        codes.append(timeframe.code)
+    return tuple(codes)
+
+
+def _parse_provider(
+    raw: Any, source: str, base_dir: Path | None, symbols: set[str]
+) -> dict[str, Any]:
+    # Imported here: providers import core, and core must not need providers at import time.
+    from market_pipeline.providers import ProviderConfigError, build_provider
+
+    where = f"{source}: provider"
+    if not isinstance(raw, Mapping):
+        raise UniverseError(f"{where}: expected a mapping such as {{kind: synthetic}}, got {raw!r}")
+    try:
+        provider = build_provider(raw, base_dir=base_dir)
+    except ProviderConfigError as exc:
+        raise UniverseError(f"{where}: {exc}") from None
+    unknown = sorted(provider.referenced_symbols() - symbols)
+    if unknown:
+        raise UniverseError(
+            f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}"
+        )
+    return provider.config()

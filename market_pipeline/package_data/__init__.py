@@ -1,0 +1,26 @@
+"""Files shipped inside the package: SQL migrations, Dagster instance templates, universes.
+
+They are package data, so a wheel installed outside the checkout has them too; code finds them
+through these functions, never through the checkout's layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def sql_dir() -> Path:
+    """The folder of numbered migrations, one subfolder per dialect (``sqlite``, ``postgresql``)."""
+    return _HERE / "sql"
+
+
+def instance_template(postgres: bool) -> Path:
+    """The Dagster instance template: SQLite storage, or PostgreSQL (``DAGSTER_PG_URL``)."""
+    return _HERE / "instance" / ("dagster.postgres.yaml" if postgres else "dagster.yaml")
+
+
+def demo_universe() -> Path:
+    """The bundled demo universe: 50 symbols x 5 timeframes, synthetic provider."""
+    return _HERE / "universes" / "demo.yaml"

@@ -1,0 +1,51 @@
+"""Settings come from the environment, one variable each, with documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from market_pipeline.config.settings import Settings, normalize_db_url
+
+
+def test_defaults_put_everything_under_the_git_ignored_home_of_the_checkout():
+    settings = Settings.from_env({})
+    repo = Path(__file__).resolve().parents[2]
+    assert settings.home == repo / ".market_pipeline"
+    assert settings.db_url == f"sqlite:///{repo / '.market_pipeline' / 'market_pipeline.db'}"
+    assert settings.universe_path.name == "demo.yaml" and settings.universe_path.is_file()
+    assert ".market_pipeline/" in (repo / ".gitignore").read_text().splitlines()
+
+
+def test_environment_overrides_each_setting(tmp_path):
+    settings = Settings.from_env(
+        {
+            "MARKET_PIPELINE_HOME": str(tmp_path),
+            "MARKET_PIPELINE_DB_URL": "postgresql://u@db:5432/market",
+            "MARKET_PIPELINE_UNIVERSE": str(tmp_path / "u.yaml"),
+            "MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD": "5",
+            "MARKET_PIPELINE_ADMIN_TOKEN": "t0ken",
+        }
+    )
+    assert settings.home == tmp_path
+    assert settings.db_url == "postgresql+psycopg2://u@db:5432/market"
+    assert settings.universe_path == tmp_path / "u.yaml"
+    assert settings.failure_alert_threshold == 5
+    assert settings.admin_token == "t0ken"
+
+
+@pytest.mark.parametrize("url", ["postgresql://a@h/d", "postgres://a@h/d"])
+def test_bare_postgres_urls_get_the_installed_psycopg2_driver(url):
+    assert normalize_db_url(url) == "postgresql+psycopg2://a@h/d"
+
+
+def test_explicit_driver_and_sqlite_urls_are_kept():
+    assert normalize_db_url("postgresql+psycopg2://a@h/d") == "postgresql+psycopg2://a@h/d"
+    assert normalize_db_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three"])
+def test_alert_threshold_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match="MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD"):
+        Settings.from_env({"MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD": value})
