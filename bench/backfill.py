@@ -53,17 +53,21 @@ from bench.common import (
     temp_database,
     write_universe,
 )
-from market_pipeline.cli.launcher import RANGE_END_TAG, RANGE_START_TAG, run_backfill
+from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.config.settings import Settings
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
+from market_pipeline.config.universe_file import load_universe
 from market_pipeline.defs.market_assets import (
-    BAR_VALIDITY_CHECK,
-    OHLCV_BARS,
-    QUANT_FEATURES,
-    _bar_validity_check_spec,
+    OHLCV_BARS_KEY,
+    QUANT_FEATURES_KEY,
+    bar_validity_check_spec,
 )
 from market_pipeline.defs.partitions import build_pair_partitions
-from market_pipeline.domain.universe import load_universe
+from market_pipeline.domain.names import (
+    BAR_VALIDITY_CHECK,
+    MARKET_DATA_JOB,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+)
 from market_pipeline.instance_storage.postgres import storage_config
 from market_pipeline.package_data import instance_template
 
@@ -119,10 +123,10 @@ def floor_job(
     @dg.multi_asset(
         name="market_data",
         specs=[
-            dg.AssetSpec(OHLCV_BARS, skippable=True),
-            dg.AssetSpec(QUANT_FEATURES, deps=[OHLCV_BARS], skippable=True),
+            dg.AssetSpec(OHLCV_BARS_KEY, skippable=True),
+            dg.AssetSpec(QUANT_FEATURES_KEY, deps=[OHLCV_BARS_KEY], skippable=True),
         ],
-        check_specs=[_bar_validity_check_spec(partitions_def)] if with_checks else None,
+        check_specs=[bar_validity_check_spec(partitions_def)] if with_checks else None,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
@@ -132,15 +136,15 @@ def floor_job(
         for key in context.partition_keys:
             if with_checks:
                 yield dg.AssetCheckEvaluation(
-                    asset_key=OHLCV_BARS, check_name=BAR_VALIDITY_CHECK, passed=True,
+                    asset_key=OHLCV_BARS_KEY, check_name=BAR_VALIDITY_CHECK, passed=True,
                     partition=key, severity=dg.AssetCheckSeverity.WARN,
                 )
-            yield dg.AssetMaterialization(OHLCV_BARS, partition=key)
-            yield dg.AssetMaterialization(QUANT_FEATURES, partition=key)
+            yield dg.AssetMaterialization(OHLCV_BARS_KEY, partition=key)
+            yield dg.AssetMaterialization(QUANT_FEATURES_KEY, partition=key)
 
     job = dg.define_asset_job(
         FLOOR_JOB,
-        selection=dg.AssetSelection.assets(OHLCV_BARS, QUANT_FEATURES),
+        selection=dg.AssetSelection.assets(OHLCV_BARS_KEY, QUANT_FEATURES_KEY),
         partitions_def=partitions_def,
     )
     return dg.Definitions(assets=[market_data], jobs=[job]).resolve_job_def(FLOOR_JOB)
@@ -228,7 +232,7 @@ def materialize_command(key: str) -> list[str]:
     """The command a user types to materialize both assets of one partition."""
     return [
         "dagster", "asset", "materialize", "-m", "market_pipeline.definitions",
-        "--select", f"{OHLCV_BARS.to_user_string()},{QUANT_FEATURES.to_user_string()}",
+        "--select", f"{OHLCV_BARS_KEY.to_user_string()},{QUANT_FEATURES_KEY.to_user_string()}",
         "--partition", key,
     ]
 

@@ -41,10 +41,10 @@ from bench.common import (
     write_universe,
 )
 from market_pipeline.config.settings import Settings
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
+from market_pipeline.config.universe_file import load_universe
 from market_pipeline.defs.observability_sensors import SensorIntervals
 from market_pipeline.defs.partitions import build_pair_partitions
-from market_pipeline.domain.universe import load_universe
+from market_pipeline.domain.names import MARKET_DATA_JOB
 from market_pipeline.instance_storage.postgres import storage_config
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore

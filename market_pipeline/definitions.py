@@ -8,6 +8,7 @@ import dagster as dg
 from sqlalchemy.engine import make_url
 
 from market_pipeline.config.settings import DB_URL_ENV, Settings, normalize_db_url
+from market_pipeline.config.universe_file import load_universe
 from market_pipeline.defs.jobs import build_jobs
 from market_pipeline.defs.market_assets import build_market_data_assets
 from market_pipeline.defs.observability_sensors import SensorIntervals, build_observability_sensors
@@ -15,7 +16,6 @@ from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.defs.report_job import scheduler_health_report_job
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.defs.schedules import build_schedules
-from market_pipeline.domain.universe import load_universe
 
 
 def _database_url_config(settings: Settings) -> str | dg.EnvVar:

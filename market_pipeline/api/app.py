@@ -974,7 +974,7 @@ def create_app(
     resolved = Settings.from_env() if settings is None else settings
     pairs: list[tuple[str, str]] | None = None
     if store is None:
-        from market_pipeline.domain.universe import load_universe
+        from market_pipeline.config.universe_file import load_universe
 
         pairs = load_universe(resolved.universe_path).pairs
         url = normalize_db_url(resolved.db_url)

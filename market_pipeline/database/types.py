@@ -6,30 +6,16 @@ string on SQLite (which has no time type), so that text order is time order on b
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
+from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.timestamps import ensure_utc
+
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
-
-
-class NaiveDatetimeError(ValueError):
-    """A datetime without a timezone was given where an aware one is required."""
-
-
-def ensure_utc(value: datetime, *, name: str = "timestamp") -> datetime:
-    """Return ``value`` converted to UTC; refuse naive datetimes, whose zone is a guess."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-        raise NaiveDatetimeError(
-            f"{name} {value.isoformat()} has no timezone: pass an aware datetime "
-            "(e.g. datetime.now(UTC))"
-        )
-    return value.astimezone(UTC)
 
 
 def format_sqlite_ts(value: datetime) -> str:
@@ -71,21 +57,6 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-class MalformedIdError(ValueError):
-    """An execution id that is not a UUID."""
-
-
-def canonical_uuid(value: str | uuid.UUID, *, name: str = "execution_id") -> str:
-    """The canonical dashed lower-case form of a UUID, or a clear error naming the bad value."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if not isinstance(value, str):
-        raise MalformedIdError(f"{name} must be a UUID string, got {type(value).__name__}")
-    try:
-        return str(uuid.UUID(value.strip()))
-    except ValueError:
-        shown = value if len(value) <= 64 else value[:64] + "..."
-        raise MalformedIdError(f"{name} {shown!r} is not a valid UUID") from None
 
 
 class UUIDString(TypeDecorator):

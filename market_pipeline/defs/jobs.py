@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-MARKET_DATA_JOB = "market_data_job"
+from market_pipeline.domain.names import MARKET_DATA_JOB, OHLCV_BARS, QUANT_FEATURES
 
 
-def build_jobs(partitions: dg.PartitionsDefinition) -> list:
+def build_jobs(partitions: dg.PartitionsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The market-data job over ``partitions`` (any subset of them per run)."""
     market_data_job = dg.define_asset_job(
         MARKET_DATA_JOB,
-        selection=dg.AssetSelection.assets("ohlcv_bars", "quant_features"),
+        selection=dg.AssetSelection.assets(OHLCV_BARS, QUANT_FEATURES),
         partitions_def=partitions,
         description="Fetch bars and compute features for a range of (symbol, timeframe) pairs.",
     )

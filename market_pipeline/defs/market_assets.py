@@ -7,24 +7,31 @@ reported materialized one by one, and when some pairs failed the step ends with 
 lists them, so Dagster marks exactly those partitions failed.
 """
 
-
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from market_pipeline.defs.partitions import key_of, pair_of
+from market_pipeline.defs.partitions import pair_of
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.domain.names import (
+    BAR_VALIDITY_CHECK,
+    MARKET_DATA_GROUP,
+    MARKET_DATA_OP,
+    OHLCV_BARS,
+    QUANT_FEATURES,
+    Metadata,
+)
+from market_pipeline.domain.partition_keys import key_of
 from market_pipeline.market_data.refresh import PairOutcome, refresh_in_chunks
 
-OHLCV_BARS = dg.AssetKey("ohlcv_bars")
-QUANT_FEATURES = dg.AssetKey("quant_features")
-BAR_VALIDITY_CHECK = "bar_validity_check"
-FAILED_PARTITIONS_KEY = "failed_partitions"
+OHLCV_BARS_KEY = dg.AssetKey(OHLCV_BARS)
+QUANT_FEATURES_KEY = dg.AssetKey(QUANT_FEATURES)
 POSTGRES_REFRESH_WORKERS = 2
 """Chunks refreshed at once on PostgreSQL: one computes while the other's COPY runs on the server
-(1,000 partitions: 18.2 s with one, 16.6 s with two, on the 2-core bench machine)."""
+(SQLite has one writer at a time, so it keeps one)."""
+_LISTED_FAILURES = 20
 
 
 def _iso(value: datetime | None) -> str:
@@ -33,27 +40,27 @@ def _iso(value: datetime | None) -> str:
 
 def _bar_metadata(outcome: PairOutcome) -> dict:
     return {
-        "rows_fetched": dg.MetadataValue.int(outcome.rows_fetched),
-        "rows_inserted": dg.MetadataValue.int(outcome.rows_inserted),
-        "rows_rejected": dg.MetadataValue.int(outcome.rows_rejected),
-        "bars_stored": dg.MetadataValue.int(outcome.bar_count),
-        "first_bar_at": dg.MetadataValue.text(_iso(outcome.first_bar_at)),
-        "last_bar_at": dg.MetadataValue.text(_iso(outcome.last_bar_at)),
+        Metadata.ROWS_FETCHED: dg.MetadataValue.int(outcome.rows_fetched),
+        Metadata.ROWS_INSERTED: dg.MetadataValue.int(outcome.rows_inserted),
+        Metadata.ROWS_REJECTED: dg.MetadataValue.int(outcome.rows_rejected),
+        Metadata.BARS_STORED: dg.MetadataValue.int(outcome.bar_count),
+        Metadata.FIRST_BAR_AT: dg.MetadataValue.text(_iso(outcome.first_bar_at)),
+        Metadata.LAST_BAR_AT: dg.MetadataValue.text(_iso(outcome.last_bar_at)),
     }
 
 
 def _feature_metadata(outcome: PairOutcome) -> dict:
     return {
-        "features_computed": dg.MetadataValue.int(outcome.features_computed),
-        "bars_stored": dg.MetadataValue.int(outcome.bar_count),
-        "last_bar_at": dg.MetadataValue.text(_iso(outcome.last_bar_at)),
+        Metadata.FEATURES_COMPUTED: dg.MetadataValue.int(outcome.features_computed),
+        Metadata.BARS_STORED: dg.MetadataValue.int(outcome.bar_count),
+        Metadata.LAST_BAR_AT: dg.MetadataValue.text(_iso(outcome.last_bar_at)),
     }
 
 
 def _check_evaluation(outcome: PairOutcome) -> dg.AssetCheckEvaluation:
     rejected = outcome.rejected
     return dg.AssetCheckEvaluation(
-        asset_key=OHLCV_BARS,
+        asset_key=OHLCV_BARS_KEY,
         check_name=BAR_VALIDITY_CHECK,
         passed=not rejected,
         partition=key_of(*outcome.pair),
@@ -65,51 +72,108 @@ def _check_evaluation(outcome: PairOutcome) -> dg.AssetCheckEvaluation:
             + ", ".join(f"{k}={v}" for k, v in sorted(rejected.items()))
         ),
         metadata={
-            "rows_fetched": dg.MetadataValue.int(outcome.rows_fetched),
-            "rows_rejected": dg.MetadataValue.int(outcome.rows_rejected),
+            Metadata.ROWS_FETCHED: dg.MetadataValue.int(outcome.rows_fetched),
+            Metadata.ROWS_REJECTED: dg.MetadataValue.int(outcome.rows_rejected),
             **{f"rejected_{k}": dg.MetadataValue.int(v) for k, v in rejected.items()},
         },
     )
 
 
-def _bar_validity_check_spec(partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+def bar_validity_check_spec(partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
     # Partitioned check specs are a preview feature in Dagster 1.13; they are what gives one
     # check result per (symbol, timeframe) inside a bulk range run, so we use them on purpose.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
         return dg.AssetCheckSpec(
             BAR_VALIDITY_CHECK,
-            asset=OHLCV_BARS,
+            asset=OHLCV_BARS_KEY,
             partitions_def=partitions_def,
             description="Fetched bars broke no OHLC invariant, had no NaN, non-positive price or "
             "duplicated/unparsable timestamp (bad rows are never stored).",
         )
 
 
+def _asset_specs() -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            OHLCV_BARS_KEY,
+            description="Validated OHLCV bars per symbol and timeframe, from the provider.",
+            group_name=MARKET_DATA_GROUP,
+            skippable=True,
+            kinds={"sql"},
+        ),
+        dg.AssetSpec(
+            QUANT_FEATURES_KEY,
+            description="Quant features (returns, volatility, EMAs, RSI, MACD, Bollinger, "
+            "ATR, OBV, VWAP, z-score) over the full bar history.",
+            deps=[OHLCV_BARS_KEY],
+            group_name=MARKET_DATA_GROUP,
+            skippable=True,
+            kinds={"sql"},
+        ),
+    ]
+
+
+def _freshness_rows(outcomes: list[PairOutcome]) -> list[dict]:
+    return [
+        {
+            "symbol": o.symbol,
+            "timeframe": o.timeframe,
+            "last_computed_at": o.completed_at,
+            "data_point_count": o.bar_count,
+            "last_bar_at": o.last_bar_at,
+        }
+        for o in outcomes
+        if o.ok
+    ]
+
+
+def _events_of(outcome: PairOutcome, *, fetch: bool, features: bool) -> Iterator:
+    """The check result and the materializations one pair's outcome reports."""
+    if outcome.validated:
+        yield _check_evaluation(outcome)
+    if not outcome.ok:
+        return
+    partition = key_of(*outcome.pair)
+    if fetch:
+        yield dg.AssetMaterialization(
+            OHLCV_BARS_KEY, partition=partition, metadata=_bar_metadata(outcome)
+        )
+    if features:
+        yield dg.AssetMaterialization(
+            QUANT_FEATURES_KEY, partition=partition, metadata=_feature_metadata(outcome)
+        )
+
+
+def _summarize(context: dg.AssetExecutionContext, outcomes: list[PairOutcome]) -> None:
+    """Log the run's totals; end the step with a ``Failure`` listing each failed pair's error."""
+    good = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    context.log.info(
+        f"refreshed {len(good)} of {len(outcomes)} partitions; "
+        f"{sum(o.rows_inserted for o in good)} bar rows written, "
+        f"{sum(o.features_computed for o in good)} feature rows written"
+    )
+    if not failed:
+        return
+    errors = {key_of(*o.pair): o.error for o in failed}
+    for key, error in errors.items():
+        context.log.error(f"partition {key} failed: {error}")
+    raise dg.Failure(
+        description=f"{len(failed)} of {len(outcomes)} partitions failed: "
+        + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:_LISTED_FAILURES]),
+        metadata={Metadata.FAILED_PARTITIONS: dg.MetadataValue.json(errors)},
+        allow_retries=False,
+    )
+
+
 def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The ``ohlcv_bars`` -> ``quant_features`` assets over ``partitions_def``."""
 
     @dg.multi_asset(
-        name="market_data",
-        specs=[
-            dg.AssetSpec(
-                OHLCV_BARS,
-                description="Validated OHLCV bars per symbol and timeframe, from the provider.",
-                group_name="market_data",
-                skippable=True,
-                kinds={"sql"},
-            ),
-            dg.AssetSpec(
-                QUANT_FEATURES,
-                description="Quant features (returns, volatility, EMAs, RSI, MACD, Bollinger, "
-                "ATR, OBV, VWAP, z-score) over the full bar history.",
-                deps=[OHLCV_BARS],
-                group_name="market_data",
-                skippable=True,
-                kinds={"sql"},
-            ),
-        ],
-        check_specs=[_bar_validity_check_spec(partitions_def)],
+        name=MARKET_DATA_OP,
+        specs=_asset_specs(),
+        check_specs=[bar_validity_check_spec(partitions_def)],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
@@ -120,33 +184,19 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
         market_data: MarketDataResource,
     ) -> Iterator:
         """Fetch, validate and store bars, then compute and store features, for every partition."""
-        pairs = [pair_of(key) for key in context.partition_keys]
         selected = context.selected_asset_keys
-        fetch = OHLCV_BARS in selected
-        features = QUANT_FEATURES in selected
-        now = datetime.now(UTC)
+        fetch = OHLCV_BARS_KEY in selected
+        features = QUANT_FEATURES_KEY in selected
         store = database.store()
+        repository = database.repository()
 
         def record_freshness(chunk: list[PairOutcome]) -> None:
-            good = [o for o in chunk if o.ok]
-            if features and good:
-                store.update_feature_freshness_many(
-                    [
-                        {
-                            "symbol": o.symbol,
-                            "timeframe": o.timeframe,
-                            "last_computed_at": o.completed_at,
-                            "data_point_count": o.bar_count,
-                            "last_bar_at": o.last_bar_at,
-                        }
-                        for o in good
-                    ]
-                )
+            if features:
+                store.update_feature_freshness_many(_freshness_rows(chunk))
 
-        repository = database.repository()
         outcomes: list[PairOutcome] = []
         for chunk in refresh_in_chunks(
-            pairs,
+            [pair_of(key) for key in context.partition_keys],
             workers=POSTGRES_REFRESH_WORKERS if repository.is_postgres else 1,
             after_chunk=record_freshness,
             universe=market_data.universe(),
@@ -154,39 +204,11 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
             repository=repository,
             fetch=fetch,
             features=features,
-            now=now,
+            now=datetime.now(UTC),
         ):
             outcomes.extend(chunk)
             for outcome in chunk:
-                if outcome.validated:
-                    yield _check_evaluation(outcome)
-                if not outcome.ok:
-                    continue
-                partition = key_of(*outcome.pair)
-                if fetch:
-                    yield dg.AssetMaterialization(
-                        OHLCV_BARS, partition=partition, metadata=_bar_metadata(outcome)
-                    )
-                if features:
-                    yield dg.AssetMaterialization(
-                        QUANT_FEATURES, partition=partition, metadata=_feature_metadata(outcome)
-                    )
-        good = [o for o in outcomes if o.ok]
-        failed = [o for o in outcomes if not o.ok]
-        context.log.info(
-            f"refreshed {len(good)} of {len(outcomes)} partitions; "
-            f"{sum(o.rows_inserted for o in good)} bar rows written, "
-            f"{sum(o.features_computed for o in good)} feature rows written"
-        )
-        if failed:
-            errors = {key_of(*o.pair): o.error for o in failed}
-            for key, error in errors.items():
-                context.log.error(f"partition {key} failed: {error}")
-            raise dg.Failure(
-                description=f"{len(failed)} of {len(outcomes)} partitions failed: "
-                + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:20]),
-                metadata={FAILED_PARTITIONS_KEY: dg.MetadataValue.json(errors)},
-                allow_retries=False,
-            )
+                yield from _events_of(outcome, fetch=fetch, features=features)
+        _summarize(context, outcomes)
 
     return market_data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from market_pipeline.domain import partition_keys
 from market_pipeline.domain.universe import Universe
 
 
@@ -22,11 +23,4 @@ def pair_of(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     if isinstance(key, dg.MultiPartitionKey):
         dims = key.keys_by_dimension
         return dims["symbol"], dims["timeframe"]
-    symbol, sep, timeframe = str(key).partition("|")
-    if not sep or not symbol or not timeframe:
-        raise ValueError(f"partition key {key!r} is not of the form SYMBOL|timeframe")
-    return symbol, timeframe
-
-
-def key_of(symbol: str, timeframe: str) -> str:
-    return f"{symbol}|{timeframe}"
+    return partition_keys.pair_of(str(key))

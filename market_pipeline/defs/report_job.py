@@ -3,13 +3,12 @@
 import dagster as dg
 
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.domain.names import HEALTH_TAG, REPORT_JOB, TRIGGER_TAG
 from market_pipeline.observability.mirror import format_alert
 from market_pipeline.observability.report import build_report, render_markdown
 
 # No `from __future__ import annotations`: Dagster checks the op's context annotation at
 # definition time and rejects it as a string.
-REPORT_JOB = "scheduler_health_report_job"
-HEALTH_TAG = "market_pipeline/health"
 
 
 @dg.op(name="scheduler_health_report")
@@ -61,7 +60,7 @@ def scheduler_health_report(
     )
 
 
-@dg.job(name=REPORT_JOB, tags={"market_pipeline/trigger": "report"})
+@dg.job(name=REPORT_JOB, tags={TRIGGER_TAG: "report"})
 def scheduler_health_report_job() -> None:
     """Reports scheduler health, feature staleness and recent executions (Markdown in the UI)."""
     scheduler_health_report()

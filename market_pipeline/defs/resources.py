@@ -8,9 +8,10 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from market_pipeline.config.universe_file import load_universe
 from market_pipeline.database.engine import make_engine
 from market_pipeline.database.migrations import ensure_current
-from market_pipeline.domain.universe import Universe, load_universe
+from market_pipeline.domain.universe import Universe
 from market_pipeline.market_data.repository import MarketDataRepository
 from market_pipeline.observability.store import ObservabilityStore
 from market_pipeline.providers import MarketDataProvider, build_provider

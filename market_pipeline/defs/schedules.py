@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_pipeline.cli.launcher import (
+from market_pipeline.domain.names import (
+    MARKET_DATA_JOB,
     RANGE_END_TAG,
     RANGE_START_TAG,
+    REPORT_JOB,
     TRIGGER_TAG,
-    partition_ranges,
 )
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
-from market_pipeline.defs.report_job import REPORT_JOB
+from market_pipeline.domain.partition_keys import partition_ranges
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.universe import Universe
 

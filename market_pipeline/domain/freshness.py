@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from market_pipeline.database.types import ensure_utc
+from market_pipeline.domain.timestamps import ensure_utc
 
 FRESH_SECONDS = 3600
 STALE_SECONDS = 86400

@@ -15,18 +15,15 @@ Adding a symbol or a timeframe is an edit of that file. Everything is checked on
 problem raises :class:`UniverseError` naming the file and the offending entry, so a typo fails the
 code location at start-up instead of a run hours later.
 
-Pure Python, no Dagster.
+Pure: the file is read, and the provider block checked, by :mod:`market_pipeline.config.universe_file`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
 
@@ -41,6 +38,9 @@ file names (``AAPL_1h.csv``), so anything else is refused rather than escaped.
 _TOP_LEVEL_KEYS = ("description", "provider", "symbols", "timeframes")
 _REQUIRED_TOP_LEVEL_KEYS = ("provider", "symbols", "timeframes")
 _SYMBOL_KEYS = ("symbol", "asset_class")
+
+ProviderCheck = Callable[[Mapping[str, Any]], tuple[dict[str, Any], frozenset[str]]]
+"""Validates a provider block: returns it normalised and the symbols it names."""
 
 
 class UniverseError(ValueError):
@@ -104,32 +104,15 @@ class Universe:
 
 
 
-def load_universe(path: str | Path) -> Universe:
-    """Read and validate the universe YAML file at ``path``.
-
-    Raises :class:`UniverseError` when the file is missing, is not valid YAML, or breaks a rule
-    (see :func:`parse_universe`).
-    """
-    file = Path(path).expanduser()
-    source = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UniverseError(f"universe file {source} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UniverseError(f"universe file {source} cannot be read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UniverseError(f"universe file {source} is not valid YAML: {exc}") from None
-    return parse_universe(data, source=source, base_dir=file.resolve().parent)
 
 
-def parse_universe(data: Any, *, source: str, base_dir: Path | None = None) -> Universe:
+def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> Universe:
     """Validate the parsed content of a universe file.
 
-    ``source`` names the file in error messages; ``base_dir`` is the folder relative provider
-    paths resolve against (the current directory when None).
+    ``source`` names the file in error messages. ``check_provider`` validates the ``provider``
+    block (the provider layer knows the kinds and their options): it returns the block as the
+    provider normalises it and the symbols it names, or raises ``ValueError`` saying what is
+    wrong, which becomes a :class:`UniverseError` naming the file and the block.
     """
     if not isinstance(data, Mapping):
         raise UniverseError(
@@ -143,7 +126,9 @@ def parse_universe(data: Any, *, source: str, base_dir: Path | None = None) -> U
         raise UniverseError(f"{source}: description must be text, got {description!r}")
     symbols = _parse_symbols(data["symbols"], source)
     timeframes = _parse_timeframes(data["timeframes"], source)
-    provider = _parse_provider(data["provider"], source, base_dir, {s.symbol for s in symbols})
+    provider = _parse_provider(
+        data["provider"], source, check_provider, {s.symbol for s in symbols}
+    )
     return Universe(
         provider=provider,
         symbols=symbols,
@@ -252,21 +237,18 @@ def _parse_timeframes(raw: Any, source: str) -> tuple[str, ...]:
 
 
 def _parse_provider(
-    raw: Any, source: str, base_dir: Path | None, symbols: set[str]
+    raw: Any, source: str, check_provider: ProviderCheck, symbols: set[str]
 ) -> dict[str, Any]:
-    # Imported here: providers import core, and core must not need providers at import time.
-    from market_pipeline.providers import ProviderConfigError, build_provider
-
     where = f"{source}: provider"
     if not isinstance(raw, Mapping):
         raise UniverseError(f"{where}: expected a mapping such as {{kind: synthetic}}, got {raw!r}")
     try:
-        provider = build_provider(raw, base_dir=base_dir)
-    except ProviderConfigError as exc:
+        config, referenced = check_provider(raw)
+    except ValueError as exc:
         raise UniverseError(f"{where}: {exc}") from None
-    unknown = sorted(provider.referenced_symbols() - symbols)
+    unknown = sorted(referenced - symbols)
     if unknown:
         raise UniverseError(
             f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}"
         )
-    return provider.config()
+    return config

@@ -59,7 +59,6 @@ import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterRunStatus
 from sqlalchemy.dialects import postgresql, sqlite
 
-from market_pipeline.cli.launcher import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from market_pipeline.database.tables import (
     feature_computation_failures as failures_t,
 )
@@ -69,16 +68,28 @@ from market_pipeline.database.tables import (
 from market_pipeline.database.tables import (
     symbol_computation_status as symbol_status_t,
 )
-from market_pipeline.database.types import UTCDateTime, canonical_uuid
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
+from market_pipeline.database.types import UTCDateTime
+from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.names import (
+    BACKFILL_TAG,
+    MARKET_DATA_ASSETS,
+    MARKET_DATA_JOB,
+    OHLCV_BARS,
+    PARTITION_TAG,
+    QUANT_FEATURES,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    SCHEDULE_NAME_TAG,
+    SCHEDULED_TIME_TAG,
+    SENSOR_NAME_TAG,
+    TRIGGER_TAG,
+    Metadata,
+)
 from market_pipeline.observability.store import ObservabilityStore
 
 log = logging.getLogger(__name__)
 
-OHLCV_BARS = "ohlcv_bars"
-QUANT_FEATURES = "quant_features"
-MIRRORED_ASSETS = frozenset({OHLCV_BARS, QUANT_FEATURES})
-FAILED_PARTITIONS_KEY = "failed_partitions"
+MIRRORED_ASSETS = MARKET_DATA_ASSETS
 
 REPEATED_FAILURE_MESSAGE = "REPEATED_FEATURE_FAILURE"
 """Stable prefix of the ERROR log line for a pair that failed ``threshold`` times in a row."""
@@ -237,11 +248,11 @@ def run_trigger(tags: Mapping[str, str]) -> str:
     """
     if tags.get(TRIGGER_TAG):
         return tags[TRIGGER_TAG]
-    if tags.get("dagster/schedule_name"):
+    if tags.get(SCHEDULE_NAME_TAG):
         return "schedule"
-    if tags.get("dagster/sensor_name"):
+    if tags.get(SENSOR_NAME_TAG):
         return "sensor"
-    if tags.get("dagster/backfill"):
+    if tags.get(BACKFILL_TAG):
         return "backfill"
     return "manual"
 
@@ -343,7 +354,7 @@ def project_run(
     for timestamp, data in step_failures:
         failure_time = timestamp if failure_time is None else max(failure_time, timestamp)
         user = getattr(data, "user_failure_data", None)
-        failed = _metadata_value(user.metadata, FAILED_PARTITIONS_KEY) if user else None
+        failed = _metadata_value(user.metadata, Metadata.FAILED_PARTITIONS) if user else None
         if isinstance(failed, Mapping) and failed:
             pair_errors.update({str(k): str(v) for k, v in failed.items()})
         else:
@@ -368,12 +379,12 @@ def project_run(
         bars = got.get(OHLCV_BARS, (0.0, {}))[1]
         features = got.get(QUANT_FEATURES)
         feature_meta = features[1] if features else {}
-        last_bar = _parse_time(_metadata_value(feature_meta or bars, "last_bar_at"))
+        last_bar = _parse_time(_metadata_value(feature_meta or bars, Metadata.LAST_BAR_AT))
         counts = {
-            "records_processed": _int(bars, "rows_fetched"),
-            "records_inserted": _int(bars, "rows_inserted"),
-            "features_computed": _int(feature_meta, "features_computed"),
-            "data_point_count": _int(feature_meta or bars, "bars_stored"),
+            "records_processed": _int(bars, Metadata.ROWS_FETCHED),
+            "records_inserted": _int(bars, Metadata.ROWS_INSERTED),
+            Metadata.FEATURES_COMPUTED: _int(feature_meta, Metadata.FEATURES_COMPUTED),
+            "data_point_count": _int(feature_meta or bars, Metadata.BARS_STORED),
         }
         if len(got) == len(wanted):
             at = max(timestamp for timestamp, _ in got.values())
@@ -435,7 +446,7 @@ def project_run(
             error_message = summary if error_message is None else f"{error_message}. {summary}"
         elif error_message is None:
             error_message = "run failed"
-    scheduled = _parse_time(dagster_run.tags.get("dagster/scheduled_execution_time"))
+    scheduled = _parse_time(dagster_run.tags.get(SCHEDULED_TIME_TAG))
     return RunProjection(
         run_id=dagster_run.run_id,
         job_name=dagster_run.job_name,
@@ -455,8 +466,8 @@ def project_run(
 def _planned_from_tags(
     tags: Mapping[str, str], partitions_def: dg.PartitionsDefinition | None
 ) -> dict[str, set[str]]:
-    if tags.get("dagster/partition"):
-        keys = {tags["dagster/partition"]}
+    if tags.get(PARTITION_TAG):
+        keys = {tags[PARTITION_TAG]}
     elif tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG) and partitions_def is not None:
         keys = set(
             partitions_def.get_partition_keys_in_range(
@@ -538,7 +549,7 @@ def apply_projection(
                 "asset_class": classes.get(p.symbol),
                 "records_processed": p.records_processed,
                 "records_inserted": p.records_inserted,
-                "features_computed": p.features_computed,
+                Metadata.FEATURES_COMPUTED: p.features_computed,
                 "started_at": projection.started_at,
                 "completed_at": p.completed_at,
                 "error_message": p.error,
@@ -553,7 +564,7 @@ def apply_projection(
                 "timeframe": p.timeframe,
                 "last_computed_at": p.completed_at,
                 "data_point_count": p.data_point_count,
-                "last_bar_at": p.last_bar_at,
+                Metadata.LAST_BAR_AT: p.last_bar_at,
             }
             for p in projection.pairs
             if p.status == "completed" and p.features_materialized

@@ -57,13 +57,15 @@ from market_pipeline.database.tables import (
 from market_pipeline.database.tables import (
     symbol_computation_status as symbol_status_t,
 )
-from market_pipeline.database.types import UTCDateTime, canonical_uuid, ensure_utc
+from market_pipeline.database.types import UTCDateTime
 from market_pipeline.domain.freshness import (
     FRESHNESS_STATUSES,
     freshness_cutoffs,
     health_status,
     status_for_staleness,
 )
+from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.timestamps import ensure_utc
 
 MAX_ERROR_LENGTH = 4000
 """Longest error message stored, in characters (the truncation marker included)."""

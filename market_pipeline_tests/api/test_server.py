@@ -103,7 +103,7 @@ def test_cli_refuses_a_public_address_without_token(tmp_path):
     env = _env(f"sqlite:///{tmp_path / 'db.sqlite'}", universe, tmp_path, None)
 
     result = subprocess.run(
-        [sys.executable, "-m", "market_pipeline.cli.main", "serve", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--host", "0.0.0.0"],
         env=env,
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def served(engine, db_url, tmp_path, request) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "market_pipeline.cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--port", str(port)],
         env=_env(db_url, universe, tmp_path, token),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -221,7 +221,7 @@ def test_cli_refuses_a_bad_database_url_before_listening(tmp_path, db_url, messa
     universe.write_text(UNIVERSE_YAML)
 
     result = subprocess.run(
-        [sys.executable, "-m", "market_pipeline.cli.main", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--port", str(_free_port())],
         env=_env(db_url, universe, tmp_path, None),
         capture_output=True,
         text=True,
@@ -237,7 +237,7 @@ def test_cli_refuses_a_bad_universe_before_listening(tmp_path):
     universe.write_text("provider: {kind: synthetic}\nsymbols: []\ntimeframes: [1h]\n")
 
     result = subprocess.run(
-        [sys.executable, "-m", "market_pipeline.cli.main", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "market_pipeline.cli", "serve", "--port", str(_free_port())],
         env=_env(f"sqlite:///{tmp_path / 'db.sqlite'}", universe, tmp_path, None),
         capture_output=True,
         text=True,

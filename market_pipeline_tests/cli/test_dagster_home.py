@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from market_pipeline.cli.main import prepare_dagster_home
+from market_pipeline.cli.dagster_home import prepare_dagster_home
 from market_pipeline.config.settings import Settings
 
 

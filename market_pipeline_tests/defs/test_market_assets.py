@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.database.engine import make_engine
 from market_pipeline.definitions import build_definitions
-from market_pipeline.defs.market_assets import FAILED_PARTITIONS_KEY, OHLCV_BARS, QUANT_FEATURES
+from market_pipeline.defs.market_assets import OHLCV_BARS_KEY, QUANT_FEATURES_KEY
+from market_pipeline.domain.names import Metadata
 
 
 def _counts(db_url: str) -> dict[str, int]:
@@ -34,8 +35,8 @@ def test_range_run_stores_good_pairs_and_fails_only_the_bad_symbol(settings):
     with dg.instance_for_test() as instance:
         result = run_backfill(settings, instance=instance)
         assert not result.success and len(result.run_ids) == 1
-        bars = _status(instance, OHLCV_BARS, defs)
-        features = _status(instance, QUANT_FEATURES, defs)
+        bars = _status(instance, OHLCV_BARS_KEY, defs)
+        features = _status(instance, QUANT_FEATURES_KEY, defs)
     for statuses in (bars, features):
         assert statuses["BADCO|1h"] == "FAILED" and statuses["BADCO|1d"] == "FAILED"
         good = {k: v for k, v in statuses.items() if not k.startswith("BADCO|")}
@@ -52,7 +53,7 @@ def test_failure_event_carries_the_real_error_text_per_partition(settings):
             result.run_ids[0], of_type=dg.DagsterEventType.STEP_FAILURE
         ).records
         failure = records[0].event_log_entry.dagster_event.event_specific_data
-        errors = failure.user_failure_data.metadata[FAILED_PARTITIONS_KEY].value
+        errors = failure.user_failure_data.metadata[Metadata.FAILED_PARTITIONS].value
     assert set(errors) == {"BADCO|1h", "BADCO|1d"}
     assert "injected failure" in errors["BADCO|1h"] and "BADCO" in errors["BADCO|1h"]
 
@@ -60,7 +61,7 @@ def test_failure_event_carries_the_real_error_text_per_partition(settings):
 def test_materializations_carry_per_partition_metadata_and_validity_check(settings):
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL"], timeframes=["1d"], instance=instance)
-        event = instance.get_latest_materialization_event(OHLCV_BARS)
+        event = instance.get_latest_materialization_event(OHLCV_BARS_KEY)
         meta = event.asset_materialization.metadata
         assert event.asset_materialization.partition == "AAPL|1d"
         assert meta["rows_fetched"].value > 200
@@ -68,10 +69,10 @@ def test_materializations_carry_per_partition_metadata_and_validity_check(settin
         assert meta["rows_rejected"].value == 0
         assert meta["first_bar_at"].value < meta["last_bar_at"].value
         checks = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(OHLCV_BARS, "bar_validity_check"), limit=5
+            dg.AssetCheckKey(OHLCV_BARS_KEY, "bar_validity_check"), limit=5
         )
         assert checks and checks[0].partition == "AAPL|1d"
-        feat = instance.get_latest_materialization_event(QUANT_FEATURES)
+        feat = instance.get_latest_materialization_event(QUANT_FEATURES_KEY)
         assert feat.asset_materialization.metadata["features_computed"].value == meta[
             "rows_inserted"
         ].value
@@ -107,13 +108,13 @@ def test_failed_partition_can_be_rematerialized_once_the_provider_recovers(setti
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["BADCO"], instance=instance)
-        assert _status(instance, OHLCV_BARS, defs)["BADCO|1d"] == "FAILED"
+        assert _status(instance, OHLCV_BARS_KEY, defs)["BADCO|1d"] == "FAILED"
         settings.universe_path.write_text(
             settings.universe_path.read_text().replace("fail_symbols:\n  - BADCO\n", "")
         )
         result = run_backfill(settings, symbols=["BADCO"], instance=instance)
         assert result.success
-        assert _status(instance, OHLCV_BARS, build_definitions(settings))["BADCO|1d"] == (
+        assert _status(instance, OHLCV_BARS_KEY, build_definitions(settings))["BADCO|1d"] == (
             "MATERIALIZED"
         )
 

@@ -7,7 +7,7 @@ import pytest
 
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.definitions import build_definitions
-from market_pipeline.defs.report_job import HEALTH_TAG, REPORT_JOB
+from market_pipeline.domain.names import HEALTH_TAG, REPORT_JOB
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
 

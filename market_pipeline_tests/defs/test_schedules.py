@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from market_pipeline.config.settings import Settings
 from market_pipeline.definitions import build_definitions
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
+from market_pipeline.domain.names import MARKET_DATA_JOB
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
 from market_pipeline_tests.support.universes import write_universe

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from market_pipeline.database.types import NaiveDatetimeError
 from market_pipeline.domain.freshness import (
     FRESH_SECONDS,
     NO_EXECUTION_REASON,
@@ -17,6 +16,7 @@ from market_pipeline.domain.freshness import (
     health_status,
     staleness_seconds,
 )
+from market_pipeline.domain.timestamps import NaiveDatetimeError
 
 NOW = datetime(2024, 11, 13, 19, 30, tzinfo=UTC)
 

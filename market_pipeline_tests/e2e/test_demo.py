@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
+
 from market_pipeline.cli.main import main
+from market_pipeline.database.tables import symbol_computation_status
 from market_pipeline_tests.support.universes import write_universe
 
 
@@ -32,6 +35,13 @@ def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally
     assert "BADCO" in out and "injected failure" in out
     assert (tmp_path / "home" / "market_pipeline.db").is_file()
     assert (tmp_path / "home" / "dagster_home" / "dagster.yaml").is_file()
+    # The demo mirrors through the reconciler, which must know the universe's asset classes.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'home' / 'market_pipeline.db'}")
+    s = symbol_computation_status
+    with engine.connect() as conn:
+        classes = dict(conn.execute(sa.select(s.c.symbol, s.c.asset_class).distinct()).all())
+    engine.dispose()
+    assert classes == {"AAPL": "equity", "MSFT": "equity", "BADCO": "equity", "ETH-USD": "crypto"}
 
     assert main(["demo"]) == 0  # a second demo is an incremental refresh of the same store
     out = capsys.readouterr().out

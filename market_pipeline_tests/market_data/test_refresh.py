@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from market_pipeline.config.universe_file import universe_from_mapping
 from market_pipeline.domain.features import FEATURE_COLUMNS, compute_features
-from market_pipeline.domain.universe import parse_universe
 from market_pipeline.market_data.refresh import refresh_pairs
 from market_pipeline.market_data.repository import MarketDataRepository
 from market_pipeline.providers import build_provider
@@ -17,7 +17,7 @@ T1 = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)  # a Monday evening after the US cl
 
 
 def _universe(provider: dict, symbols=(("AAPL", "equity"), ("BTC-USD", "crypto"))):
-    return parse_universe(
+    return universe_from_mapping(
         {
             "provider": provider,
             "symbols": [{"symbol": s, "asset_class": a} for s, a in symbols],
@@ -73,7 +73,7 @@ def test_a_csv_file_missing_a_column_fails_only_its_pair_naming_file_and_column(
     _write_csv(tmp_path / "MSFT_1h.csv")
     frame = pd.read_csv(tmp_path / "MSFT_1h.csv").drop(columns=["volume"])
     frame.to_csv(tmp_path / "MSFT_1h.csv", index=False)
-    universe = parse_universe(
+    universe = universe_from_mapping(
         {"provider": {"kind": "csv", "path": str(tmp_path)},
          "symbols": [{"symbol": "AAPL", "asset_class": "equity"},
                      {"symbol": "MSFT", "asset_class": "equity"}],

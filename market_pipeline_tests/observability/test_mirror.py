@@ -14,12 +14,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from market_pipeline.cli.launcher import RANGE_END_TAG, RANGE_START_TAG, run_backfill
+from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.config.settings import Settings
+from market_pipeline.config.universe_file import load_universe
 from market_pipeline.definitions import build_definitions
-from market_pipeline.defs.jobs import MARKET_DATA_JOB
 from market_pipeline.defs.report_job import scheduler_health_report_job
-from market_pipeline.domain.universe import load_universe
+from market_pipeline.domain.names import MARKET_DATA_JOB, RANGE_END_TAG, RANGE_START_TAG
 from market_pipeline.observability.mirror import (
     REPEATED_FAILURE_MESSAGE,
     apply_projection,

@@ -20,8 +20,9 @@ from market_pipeline.database.tables import (
     scheduler_execution_log,
     symbol_computation_status,
 )
-from market_pipeline.database.types import MalformedIdError, NaiveDatetimeError
 from market_pipeline.domain.freshness import NO_EXECUTION_REASON, freshness_status
+from market_pipeline.domain.identifiers import MalformedIdError
+from market_pipeline.domain.timestamps import NaiveDatetimeError
 from market_pipeline.observability.store import (
     MAX_ERROR_LENGTH,
     MAX_LIMIT,

@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from market_pipeline.domain.universe import (
-    SymbolSpec,
-    Universe,
-    UniverseError,
-    load_universe,
-)
+from market_pipeline.config.universe_file import load_universe
+from market_pipeline.domain.universe import SymbolSpec, Universe, UniverseError
 from market_pipeline.package_data import demo_universe
 
 MINIMAL = {

@@ -1,0 +1,144 @@
+"""What each ``market-pipeline`` sub-command does; imports are deferred so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from market_pipeline.cli.dagster_home import prepare_dagster_home
+from market_pipeline.config.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from market_pipeline.observability.mirror import ReconcileSummary
+    from market_pipeline.observability.store import ObservabilityStore
+
+
+def _engine(settings: Settings) -> Engine:
+    from market_pipeline.database.engine import make_engine
+
+    return make_engine(settings.db_url)
+
+
+def _store(settings: Settings, engine: Engine) -> ObservabilityStore:
+    from market_pipeline.config.universe_file import load_universe
+    from market_pipeline.database.migrations import ensure_current
+    from market_pipeline.observability.store import ObservabilityStore
+
+    ensure_current(engine)
+    universe = load_universe(settings.universe_path)
+    return ObservabilityStore(
+        engine,
+        monitored_pairs=universe.pairs,
+        failure_alert_threshold=settings.failure_alert_threshold,
+    )
+
+
+def dagster_home(settings: Settings, args: argparse.Namespace) -> int:
+    print(prepare_dagster_home(settings))
+    return 0
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.database.engine import describe_url
+    from market_pipeline.database.migrations import migrate as apply_migrations
+
+    engine = _engine(settings)
+    try:
+        applied = apply_migrations(engine)
+    finally:
+        engine.dispose()
+    where = describe_url(settings.db_url)
+    if applied:
+        print(f"applied {len(applied)} migration(s) to {where}: {', '.join(applied)}")
+    else:
+        print(f"{where} is up to date")
+    return 0
+
+
+def report(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.observability.report import build_report, render_text
+    from market_pipeline.observability.store import to_json_ready
+
+    engine = _engine(settings)
+    try:
+        built = build_report(
+            _store(settings, engine), staleness_limit=args.limit, history_limit=args.history
+        )
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(to_json_ready(built), indent=2))
+    else:
+        print(render_text(built))
+    return 0
+
+
+def backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.cli.launcher import run_backfill
+
+    prepare_dagster_home(settings)
+    result = run_backfill(settings, symbols=args.symbols, timeframes=args.timeframes)
+    print(result.summary())
+    return 0 if result.success or args.allow_failures else 1
+
+
+def demo(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.cli.launcher import run_backfill
+
+    home = prepare_dagster_home(settings)
+    print(f"Dagster home: {home}")
+    migrate(settings, args)
+    started = time.perf_counter()
+    result = run_backfill(settings)
+    print(f"{result.summary()} in {time.perf_counter() - started:.1f} s")
+    summary = _reconcile(settings)
+    print(f"mirrored runs into the observability tables: {summary}")
+    args.limit, args.history, args.json = 10, 5, False
+    return report(settings, args)
+
+
+def reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    prepare_dagster_home(settings)
+    summary = _reconcile(settings, since=since, full=args.full)
+    print(f"mirrored runs into the observability tables: {summary}")
+    for message in summary.error_messages[:10]:
+        print(f"  {message}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def _reconcile(
+    settings: Settings, *, since: datetime | None = None, full: bool = False
+) -> ReconcileSummary:
+    """Mirror the instance's runs into our tables, with the universe's asset classes."""
+    import dagster as dg
+
+    from market_pipeline.config.universe_file import load_universe
+    from market_pipeline.observability.mirror import reconcile_instance
+
+    universe = load_universe(settings.universe_path)
+    classes = {s: universe.asset_class_of(s) for s in universe.symbol_names}
+    engine = _engine(settings)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return reconcile_instance(
+                instance, _store(settings, engine), since=since, full=full, asset_classes=classes
+            )
+    finally:
+        engine.dispose()
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from market_pipeline.api.server import serve as serve_api
+
+    serve_api(args.host, args.port, allow_public=args.allow_public_without_token, settings=settings)
+    return 0
