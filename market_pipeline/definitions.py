@@ -37,7 +37,7 @@ def build_definitions(
     market_data = build_market_data_assets(partitions)
     return dg.Definitions(
         assets=[market_data],
-        jobs=[*build_jobs(partitions), scheduler_health_report_job],
+        jobs=[*build_jobs(), scheduler_health_report_job],
         schedules=build_schedules(universe),
         sensors=build_observability_sensors(sensor_intervals),
         resources={

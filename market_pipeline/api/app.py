@@ -51,7 +51,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import re
 import time
 from collections import OrderedDict
@@ -61,6 +60,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine, make_url
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -143,10 +143,11 @@ class ApiError(Exception):
 
 
 def render_json(body: Any) -> bytes:
-    """``body`` as compact UTF-8 JSON in the spec's formats (``Z`` timestamps)."""
-    return json.dumps(
-        to_json_ready(body), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode("utf-8")
+    """``body`` (a contract model or plain data) as compact UTF-8 JSON in the spec's formats."""
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else to_json_ready(body)
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
 
 
 def json_response(
@@ -375,16 +376,6 @@ async def _query_store(request: Request, call: Callable[[ObservabilityStore], An
         raise await run_in_threadpool(_diagnose, db, exc) from None
 
 
-def _whole_seconds(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            **item,
-            "staleness_seconds": None
-            if item["staleness_seconds"] is None
-            else math.floor(item["staleness_seconds"]),
-        }
-        for item in items
-    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,9 +479,6 @@ async def feature_staleness(request: Request) -> Response:
 
     async def produce() -> Rendered:
         report = await _query_store(request, lambda s: s.get_feature_staleness_report(limit=limit))
-        report["by_status"] = {
-            status: _whole_seconds(report["by_status"][status]) for status in FRESHNESS_STATUSES
-        }
         return Rendered(200, render_json(report))
 
     return await _cached(request, ("staleness", limit), produce)
@@ -515,12 +503,8 @@ async def health_probe(request: Request) -> Response:
 
     async def produce() -> Rendered:
         health = await _query_store(request, lambda s: s.get_scheduler_health())
-        body = {
-            "status": health["status"],
-            "timestamp": health["timestamp"],
-            "reasons": health["reasons"],
-        }
-        return Rendered(200 if health["status"] == "healthy" else 503, render_json(body))
+        body = {"status": health.status, "timestamp": health.timestamp, "reasons": health.reasons}
+        return Rendered(200 if health.status == "healthy" else 503, render_json(body))
 
     return await _cached(request, ("healthz",), produce)
 

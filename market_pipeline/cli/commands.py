@@ -62,8 +62,8 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def report(settings: Settings, args: argparse.Namespace) -> int:
-    from market_pipeline.observability.report import build_report, render_text
-    from market_pipeline.observability.store import to_json_ready
+    from market_pipeline.domain.report_text import render_text
+    from market_pipeline.observability.report import build_report
 
     engine = _engine(settings)
     try:
@@ -73,7 +73,7 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(to_json_ready(built), indent=2))
+        print(json.dumps(built.model_dump(mode="json"), indent=2))
     else:
         print(render_text(built))
     return 0

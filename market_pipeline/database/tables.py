@@ -108,3 +108,12 @@ symbol_computation_status = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.UniqueConstraint("execution_id", "symbol", "timeframe"),
 )
+
+mirror_watermark = sa.Table(
+    "mirror_watermark",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("run_updated_at", UTCDateTime, nullable=False),
+    sa.Column("runs_mirrored", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -150,14 +150,14 @@ def build_observability_sensors(intervals: SensorIntervals | None = None) -> lis
         try:
             store = _store(database, market_data)
             updated = store.refresh_feature_freshness()
-            summary = store.get_feature_staleness_report(limit=1)["summary"]
+            summary = store.get_feature_staleness_report(limit=1).summary
         except Exception as exc:  # noqa: BLE001
             context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")
             return dg.SkipReason(f"refresh failed, retrying later: {type(exc).__name__}: {exc}")
         return dg.SkipReason(
-            f"refreshed {updated} freshness rows: {summary['fresh_count']} fresh, "
-            f"{summary['aging_count']} aging, {summary['stale_count']} stale, "
-            f"{summary['missing_count']} missing of {summary['total_monitored']}"
+            f"refreshed {updated} freshness rows: {summary.fresh_count} fresh, "
+            f"{summary.aging_count} aging, {summary.stale_count} stale, "
+            f"{summary.missing_count} missing of {summary.total_monitored}"
         )
 
     return [*sensors, mirror_reconcile_sensor, freshness_refresh_sensor]

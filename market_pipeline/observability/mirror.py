@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,19 +57,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterRunStatus
-from sqlalchemy.dialects import postgresql, sqlite
 
-from market_pipeline.database.tables import (
-    feature_computation_failures as failures_t,
-)
-from market_pipeline.database.tables import (
-    scheduler_execution_log as executions_t,
-)
-from market_pipeline.database.tables import (
-    symbol_computation_status as symbol_status_t,
-)
-from market_pipeline.database.types import UTCDateTime
+from market_pipeline.domain.alerts import format_alert
 from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.reports import Alert
 from market_pipeline.domain.names import (
     BACKFILL_TAG,
     MARKET_DATA_ASSETS,
@@ -91,8 +82,6 @@ log = logging.getLogger(__name__)
 
 MIRRORED_ASSETS = MARKET_DATA_ASSETS
 
-REPEATED_FAILURE_MESSAGE = "REPEATED_FEATURE_FAILURE"
-"""Stable prefix of the ERROR log line for a pair that failed ``threshold`` times in a row."""
 
 DEFAULT_WATERMARK_NAME = "dagster"
 WATERMARK_OVERLAP = timedelta(minutes=2)
@@ -115,14 +104,6 @@ _EVENT_TYPES = {
 }
 _MAX_LISTED_ERRORS = 20
 
-mirror_watermark = sa.Table(
-    "mirror_watermark",
-    sa.MetaData(),
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("run_updated_at", UTCDateTime, nullable=False),
-    sa.Column("runs_mirrored", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,7 +473,7 @@ class ApplyResult:
     status: str | None
     pairs: int = 0
     failures_logged: int = 0
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 def apply_projection(
@@ -526,7 +507,7 @@ def apply_projection(
     )
     newly_failed: list[PairProjection] = []
     if projection.finished and projection.log_failures:
-        already = _failed_pairs_recorded(store, run_id)
+        already = store.failed_pairs_of(run_id)
         for pair in projection.pairs:
             if pair.status != "failed" or (pair.symbol, pair.timeframe) in already:
                 continue
@@ -583,7 +564,7 @@ def apply_projection(
             duration_seconds=projection.duration_seconds,
         )
     if newly_failed:
-        result.alerts = repeated_failures(store, [(p.symbol, p.timeframe) for p in newly_failed])
+        result.alerts = store.alerts_for([(p.symbol, p.timeframe) for p in newly_failed])
         for alert in result.alerts:
             line = format_alert(alert, store.failure_alert_threshold)
             log.error(line)  # the process log (daemon output, CLI), whatever ``logger`` is
@@ -592,54 +573,9 @@ def apply_projection(
     return result
 
 
-def format_alert(alert: Mapping[str, Any], threshold: int) -> str:
-    """The stable, greppable ERROR line of a repeated failure."""
-    error = " ".join(str(alert["error"]).split())[:300]
-    return (
-        f"{REPEATED_FAILURE_MESSAGE} symbol={alert['symbol']} timeframe={alert['timeframe']} "
-        f"consecutive_failures={alert['consecutive_failures']} threshold={threshold} "
-        f"error={error}"
-    )
 
 
-def _failed_pairs_recorded(store: ObservabilityStore, run_id: str) -> set[tuple[str, str]]:
-    """Pairs whose failure in this run is already written (status rows come after failures)."""
-    s = symbol_status_t
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(s.c.symbol, s.c.timeframe).where(
-                s.c.execution_id == run_id, s.c.status == "failed"
-            )
-        ).all()
-    return {(r.symbol, r.timeframe) for r in rows}
 
-
-def repeated_failures(
-    store: ObservabilityStore, pairs: Iterable[tuple[str, str]]
-) -> list[dict[str, Any]]:
-    """Open failures among ``pairs`` that reached the store's alert threshold."""
-    wanted = set(pairs)
-    if not wanted:
-        return []
-    f = failures_t
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(f.c.symbol, f.c.timeframe, f.c.retry_count, f.c.error_message).where(
-                sa.not_(f.c.resolved),
-                f.c.retry_count + 1 >= store.failure_alert_threshold,
-                f.c.symbol.in_(sorted({s for s, _ in wanted})),
-            )
-        ).all()
-    return [
-        {
-            "symbol": r.symbol,
-            "timeframe": r.timeframe,
-            "consecutive_failures": r.retry_count + 1,
-            "error": r.error_message,
-        }
-        for r in rows
-        if (r.symbol, r.timeframe) in wanted
-    ]
 
 
 def mirror_run(
@@ -663,55 +599,10 @@ def mirror_run(
 # --------------------------------------------------------------------------------------------
 
 
-def read_watermark(store: ObservabilityStore, name: str = DEFAULT_WATERMARK_NAME) -> datetime | None:
-    """The run update time up to which every run was mirrored, ``None`` before the first pass."""
-    w = mirror_watermark
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(w.c.run_updated_at).where(w.c.name == name)).scalar()
 
 
-def _store_watermark(
-    store: ObservabilityStore, name: str, value: datetime, mirrored: int
-) -> None:
-    w = mirror_watermark
-    insert = postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(w).values(
-        name=name, run_updated_at=value, runs_mirrored=mirrored, updated_at=datetime.now(UTC)
-    )
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[w.c.name],
-        set_={
-            "run_updated_at": sa.case(
-                (new.run_updated_at > w.c.run_updated_at, new.run_updated_at),
-                else_=w.c.run_updated_at,
-            ),
-            "runs_mirrored": w.c.runs_mirrored + new.runs_mirrored,
-            "updated_at": new.updated_at,
-        },
-    )
-    with store.engine.begin() as conn:
-        conn.execute(stmt)
 
 
-def _finished_in_store(store: ObservabilityStore, run_ids: list[str]) -> set[str]:
-    e = executions_t
-    canonical = {}
-    for run_id in run_ids:
-        try:
-            canonical[canonical_uuid(run_id)] = run_id
-        except ValueError:
-            continue
-    if not canonical:
-        return set()
-    with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(e.c.execution_id).where(
-                e.c.execution_id.in_(sorted(canonical)),
-                e.c.status.in_(("completed", "failed")),
-            )
-        ).scalars()
-        return {canonical[eid] for eid in found}
 
 
 @dataclass
@@ -766,7 +657,7 @@ def reconcile_instance(
     logger = logger or log
     started = clock()
     summary = ReconcileSummary()
-    stored = read_watermark(store, name)
+    stored = store.mirror_watermark(name)
     start = since if since is not None else stored
     after = None if start is None else start - overlap
     watermark = stored
@@ -786,7 +677,7 @@ def reconcile_instance(
                 continue
             break
         ids = [r.dagster_run.run_id for r in fresh]
-        finished = set() if full else _finished_in_store(store, ids)
+        finished = set() if full else store.finished_executions(ids)
         mirrored = 0
         for record in fresh:
             run = record.dagster_run
@@ -822,7 +713,7 @@ def reconcile_instance(
         if summary.database_unavailable:
             break
         if watermark is not None:
-            _store_watermark(store, name, watermark, mirrored)
+            store.advance_mirror_watermark(name, watermark, mirrored)
         after = records[-1].update_timestamp - timedelta(microseconds=1)
     summary.watermark = watermark
     summary.seconds = clock() - started

@@ -52,6 +52,9 @@ from market_pipeline.database.tables import (
     feature_freshness as freshness_t,
 )
 from market_pipeline.database.tables import (
+    mirror_watermark as mirror_watermark_t,
+)
+from market_pipeline.database.tables import (
     scheduler_execution_log as executions_t,
 )
 from market_pipeline.database.tables import (
@@ -65,6 +68,13 @@ from market_pipeline.domain.freshness import (
     status_for_staleness,
 )
 from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.reports import (
+    MAX_LIMIT,
+    Alert,
+    ExecutionHistory,
+    SchedulerHealth,
+    StalenessReport,
+)
 from market_pipeline.domain.timestamps import ensure_utc
 
 MAX_ERROR_LENGTH = 4000
@@ -73,8 +83,6 @@ MAX_ERROR_LENGTH = 4000
 TRUNCATION_MARKER = " ...[truncated, {total} characters in all]"
 """Appended to an error message cut to :data:`MAX_ERROR_LENGTH`."""
 
-MAX_LIMIT = 1000
-"""Largest ``limit`` any query method accepts."""
 
 EXECUTION_STATUSES = ("running", "completed", "failed")
 SYMBOL_STATUSES = ("pending", "in_progress", "completed", "failed")
@@ -1334,7 +1342,7 @@ class ObservabilityStore:
         use the database's linguistic collation; SQLite's default BINARY already is)."""
         return column.collate("C") if self._dialect == "postgresql" else column
 
-    def get_feature_staleness_report(self, *, limit: int = 50) -> dict[str, Any]:
+    def get_feature_staleness_report(self, *, limit: int = 50) -> StalenessReport:
         """The spec's ``/admin/features/staleness`` body, computed at read time.
 
         ``summary`` counts every monitored pair; each ``by_status`` list holds at most ``limit``
@@ -1372,7 +1380,7 @@ class ObservabilityStore:
                     "data_point_count": count,
                 }
             )
-        return {
+        return StalenessReport.model_validate({
             "timestamp": now,
             "summary": {
                 "fresh_count": counts["fresh"],
@@ -1382,7 +1390,7 @@ class ObservabilityStore:
                 "total_monitored": sum(counts.values()),
             },
             "by_status": by_status,
-        }
+        })
 
     def _staleness_report_stmt(self):
         """The ranked pairs of the staleness report: ``(symbol, timeframe, last_computed_at,
@@ -1428,7 +1436,7 @@ class ObservabilityStore:
             .order_by(ranked.c.status, ranked.c.rank)
         )
 
-    def get_scheduler_health(self, *, recent_failures_limit: int = 10) -> dict[str, Any]:
+    def get_scheduler_health(self, *, recent_failures_limit: int = 10) -> SchedulerHealth:
         """The spec's ``/admin/scheduler-health`` body, with additions.
 
         Spec fields: ``status`` (see :func:`market_pipeline.domain.freshness.health_status`),
@@ -1493,7 +1501,7 @@ class ObservabilityStore:
             missing_count=counts_by_status["missing"],
             open_failures_count=open_failures,
         )
-        return {
+        return SchedulerHealth.model_validate({
             "status": status,
             "timestamp": now,
             "last_execution": None
@@ -1541,7 +1549,7 @@ class ObservabilityStore:
                 }
                 for r in alerting
             ],
-        }
+        })
 
     def _health_summary_stmt(self):
         """One row: freshness counts of the monitored pairs (statuses computed in SQL), the
@@ -1623,7 +1631,7 @@ class ObservabilityStore:
         )
         return sa.union_all(sa.select(recent_q), alert_q)
 
-    def get_execution_history(self, *, limit: int = 20) -> dict[str, Any]:
+    def get_execution_history(self, *, limit: int = 20) -> ExecutionHistory:
         """The spec's ``/admin/scheduler/execution-history`` body: executions newest first.
 
         ``success_rate`` is ``round(100 * successful_symbols / total_symbols, 1)``, and ``None``
@@ -1641,7 +1649,7 @@ class ObservabilityStore:
                 write=False,
             )
         ]
-        return {
+        return ExecutionHistory.model_validate({
             "timestamp": now,
             "executions": [
                 {
@@ -1661,7 +1669,7 @@ class ObservabilityStore:
                 }
                 for r in rows
             ],
-        }
+        })
 
     @staticmethod
     def _history_stmt():
@@ -1671,3 +1679,98 @@ class ObservabilityStore:
             .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
             .limit(sa.bindparam("history_limit", type_=sa.Integer))
         )
+
+    # -- what the run mirror reads back ---------------------------------------------------------
+
+    def failed_pairs_of(self, execution_id: str | uuid.UUID) -> set[tuple[str, str]]:
+        """Pairs with a ``failed`` status row in ``execution_id``: their failure is already
+        logged (the mirror writes failures before status rows)."""
+        s = symbol_status_t
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.c.symbol, s.c.timeframe).where(
+                    s.c.execution_id == canonical_uuid(execution_id), s.c.status == "failed"
+                )
+            ).all()
+        return {(r.symbol, r.timeframe) for r in rows}
+
+    def alerts_for(self, pairs: Iterable[tuple[str, str]]) -> list[Alert]:
+        """Open failures among ``pairs`` that reached the alert threshold."""
+        wanted = set(pairs)
+        if not wanted:
+            return []
+        f = failures_t
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    f.c.symbol, f.c.timeframe, f.c.retry_count, f.c.error_message, f.c.failed_at
+                ).where(
+                    sa.not_(f.c.resolved),
+                    f.c.retry_count + 1 >= self._threshold,
+                    f.c.symbol.in_(sorted({s for s, _ in wanted})),
+                )
+            ).all()
+        return [
+            Alert(
+                symbol=r.symbol,
+                timeframe=r.timeframe,
+                consecutive_failures=r.retry_count + 1,
+                error=r.error_message,
+                failed_at=r.failed_at,
+            )
+            for r in rows
+            if (r.symbol, r.timeframe) in wanted
+        ]
+
+    def finished_executions(self, execution_ids: Iterable[str]) -> set[str]:
+        """Those of ``execution_ids`` (as given) whose row is ``completed`` or ``failed``; ids
+        that are not UUIDs are simply not found."""
+        canonical: dict[str, str] = {}
+        for given in execution_ids:
+            try:
+                canonical[canonical_uuid(given)] = given
+            except ValueError:
+                continue
+        if not canonical:
+            return set()
+        e = executions_t
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(e.c.execution_id).where(
+                    e.c.execution_id.in_(sorted(canonical)),
+                    e.c.status.in_(_TERMINAL_STATUSES),
+                )
+            ).scalars()
+            return {canonical[eid] for eid in found}
+
+    def mirror_watermark(self, name: str) -> datetime | None:
+        """The run update time up to which mirror ``name`` projected every run; ``None``
+        before its first pass."""
+        w = mirror_watermark_t
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(w.c.run_updated_at).where(w.c.name == name)).scalar()
+
+    def advance_mirror_watermark(self, name: str, value: datetime, mirrored: int) -> None:
+        """Move mirror ``name``'s watermark to ``value`` (never backwards) and count
+        ``mirrored`` more runs."""
+        w = mirror_watermark_t
+        stmt = self._insert(w).values(
+            name=_check_key(name, "name"),
+            run_updated_at=ensure_utc(value, name="value"),
+            runs_mirrored=_check_count(mirrored, "mirrored"),
+            updated_at=self._now(),
+        )
+        new = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[w.c.name],
+            set_={
+                "run_updated_at": sa.case(
+                    (new.run_updated_at > w.c.run_updated_at, new.run_updated_at),
+                    else_=w.c.run_updated_at,
+                ),
+                "runs_mirrored": w.c.runs_mirrored + new.runs_mirrored,
+                "updated_at": new.updated_at,
+            },
+        )
+        with self._write() as conn:
+            conn.execute(stmt)

@@ -44,7 +44,7 @@ def test_a_connection_dropped_by_the_server_is_replaced_and_the_call_repeated(pg
 
     store.update_scheduler_execution_log(execution_id=eid, status="completed")
 
-    assert store.get_execution_history(limit=1)["executions"][0]["status"] == "completed"
+    assert store.get_execution_history(limit=1).model_dump()["executions"][0]["status"] == "completed"
 
 
 def test_a_call_that_must_not_repeat_raises_on_a_dropped_connection_then_recovers(pg_engine):
@@ -90,7 +90,7 @@ def test_unreachable_database_raises_sqlalchemy_operational_error(pg_server):
     engine = make_engine(f"{pg_server}/no_such_database_for_direct", check=False)
     try:
         with pytest.raises(sa.exc.OperationalError, match="no_such_database_for_direct"):
-            ObservabilityStore(engine).get_execution_history()
+            ObservabilityStore(engine).get_execution_history().model_dump()
     finally:
         engine.dispose()
 

@@ -20,11 +20,11 @@ from market_pipeline.config.universe_file import load_universe
 from market_pipeline.definitions import build_definitions
 from market_pipeline.defs.report_job import scheduler_health_report_job
 from market_pipeline.domain.names import MARKET_DATA_JOB, RANGE_END_TAG, RANGE_START_TAG
+from market_pipeline.domain.alerts import REPEATED_FAILURE_MESSAGE
 from market_pipeline.observability.mirror import (
-    REPEATED_FAILURE_MESSAGE,
+    DEFAULT_WATERMARK_NAME,
     apply_projection,
     project_run,
-    read_watermark,
     reconcile_instance,
 )
 from market_pipeline.observability.store import ObservabilityStore
@@ -141,7 +141,7 @@ def test_repeated_failures_count_up_and_alert_at_the_threshold(engine, settings,
     alerts = [r.getMessage() for r in caplog.records if REPEATED_FAILURE_MESSAGE in r.getMessage()]
     assert len(alerts) == 1
     assert "symbol=BADCO timeframe=1d consecutive_failures=3 threshold=3" in alerts[0]
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert [(a["symbol"], a["timeframe"], a["consecutive_failures"]) for a in health["alerts"]] == [
         ("BADCO", "1d", 3)
     ]
@@ -165,7 +165,7 @@ def test_a_later_success_resolves_the_failure(engine, settings, tmp_path):
     assert len(failures) == 2
     assert all(f["resolved"] for f in failures)
     assert {f["resolved_by_execution_id"] for f in failures} == {fixed.run_ids[0]}
-    assert store.get_scheduler_health()["open_failures_count"] == 0
+    assert store.get_scheduler_health().model_dump()["open_failures_count"] == 0
 
 
 def test_a_run_failing_as_a_whole_is_failed_with_the_underlying_error(engine, settings, tmp_path):
@@ -242,7 +242,7 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
     with dg.instance_for_test() as instance:
         first = run_backfill(settings, symbols=["AAPL"], instance=instance)
         summary = reconcile_instance(instance, store)
-        mark = read_watermark(store)
+        mark = store.mirror_watermark(DEFAULT_WATERMARK_NAME)
         assert summary.mirrored == 1 and mark is not None
 
         second = run_backfill(settings, symbols=["BTC-USD"], instance=instance)
@@ -259,13 +259,13 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
         summary = reconcile_instance(instance, store)
         assert (summary.mirrored, summary.errors, summary.already_mirrored) == (1, 1, 1)
         # The watermark stays before the run that failed to mirror...
-        assert read_watermark(store) < instance.get_run_record_by_id(
+        assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) < instance.get_run_record_by_id(
             second.run_ids[0]
         ).update_timestamp
         monkeypatch.undo()
         summary = reconcile_instance(instance, store)
         assert summary.mirrored == 1 and summary.errors == 0
-        assert read_watermark(store) >= instance.get_run_record_by_id(
+        assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) >= instance.get_run_record_by_id(
             third.run_ids[0]
         ).update_timestamp
     executions = {r["execution_id"]: r for r in _rows(engine, "scheduler_execution_log")}

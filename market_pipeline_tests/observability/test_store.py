@@ -519,7 +519,7 @@ def test_a_failure_arriving_after_a_later_recorded_success_is_stored_resolved(en
     (row,) = failure_rows(engine, "XYZ", "1h")
     assert row.id == fid
     assert (row.resolved, row.resolved_at, row.resolved_by_execution_id) == (True, T0, fixing)
-    assert store.get_scheduler_health()["open_failures_count"] == 0
+    assert store.get_scheduler_health().model_dump()["open_failures_count"] == 0
 
 
 def test_failures_with_unknown_or_malformed_execution_ids_are_refused(engine, store):
@@ -983,7 +983,7 @@ def seed_freshness(store, ages_by_pair):
 
 def test_staleness_report_has_the_spec_shape(store):
     seed_freshness(store, {("AAPL", "1d"): 1200, ("MSFT", "1d"): 7200, ("XYZ", "1h"): 90000})
-    report = store.get_feature_staleness_report()
+    report = store.get_feature_staleness_report().model_dump()
     assert set(report) == {"timestamp", "summary", "by_status"}
     assert report["timestamp"] == T0
     assert report["summary"] == {
@@ -1010,7 +1010,7 @@ def test_staleness_is_computed_at_read_time_not_taken_from_the_cache(engine, sto
     for age, expected in [(3599.999, "fresh"), (3600, "aging"), (86399, "aging"),
                           (86400, "stale")]:
         clock.now = T0 + timedelta(seconds=age)
-        report = store.get_feature_staleness_report()
+        report = store.get_feature_staleness_report().model_dump()
         (item,) = report["by_status"][expected]
         assert item["status"] == expected
         assert item["staleness_seconds"] == pytest.approx(age, abs=1e-6)
@@ -1023,7 +1023,7 @@ def test_report_lists_are_capped_per_status_most_stale_first(store):
     ages.update({(f"S{i}", "1d"): 86400 + i for i in range(1, 4)})
     ages[("M1", "1d")] = None
     seed_freshness(store, ages)
-    report = store.get_feature_staleness_report(limit=2)
+    report = store.get_feature_staleness_report(limit=2).model_dump()
     assert report["summary"]["fresh_count"] == 5
     assert report["summary"]["stale_count"] == 3
     assert report["summary"]["total_monitored"] == 9
@@ -1037,7 +1037,7 @@ def test_monitored_pairs_without_rows_are_missing_and_others_are_ignored(engine,
         engine, clock, monitored_pairs=[("AAPL", "1d"), ("AAPL", "1h"), ("MSFT", "1d")]
     )
     seed_freshness(store, {("AAPL", "1d"): 10, ("DELISTED", "1d"): 10})
-    report = store.get_feature_staleness_report()
+    report = store.get_feature_staleness_report().model_dump()
     assert report["summary"]["total_monitored"] == 3
     assert report["summary"]["missing_count"] == 2
     missing = {(i["symbol"], i["timeframe"]) for i in report["by_status"]["missing"]}
@@ -1046,7 +1046,7 @@ def test_monitored_pairs_without_rows_are_missing_and_others_are_ignored(engine,
         assert set(item) == ITEM_KEYS
         assert (item["last_computed_at"], item["staleness_seconds"]) == (None, None)
         assert item["data_point_count"] == 0
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["total_symbols_monitored"] == 2
     assert health["stale_features_count"] == 2
 
@@ -1065,7 +1065,7 @@ def test_report_order_matches_python_sorting_of_every_pair(engine, clock):
         symbol="ZERO", timeframe="1d", last_computed_at=T0 - timedelta(seconds=10),
         data_point_count=0, now=T0,
     )
-    report = store.get_feature_staleness_report(limit=MAX_LIMIT)
+    report = store.get_feature_staleness_report(limit=MAX_LIMIT).model_dump()
     listed = [item for items in report["by_status"].values() for item in items]
     assert len(listed) == len(pairs) == report["summary"]["total_monitored"]
 
@@ -1086,7 +1086,7 @@ def test_report_order_matches_python_sorting_of_every_pair(engine, clock):
         ("B", "15m"), ("B", "1h")
     ]
     assert [i["symbol"] for i in report["by_status"]["missing"]] == ["NEVER", "ZERO"]
-    capped = store.get_feature_staleness_report(limit=1)
+    capped = store.get_feature_staleness_report(limit=1).model_dump()
     assert capped["summary"] == report["summary"]
     assert [len(items) for items in capped["by_status"].values()] == [1, 0, 1, 1]
 
@@ -1097,18 +1097,18 @@ def test_health_counts_are_computed_at_read_time_for_monitored_pairs(engine, clo
     )
     new_execution(store)
     seed_freshness(store, {("AAPL", "1d"): 10, ("AAPL", "1h"): 4000, ("OTHER", "1d"): 10})
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["freshness_summary"] == {
         "fresh_count": 1, "aging_count": 1, "stale_count": 0, "missing_count": 1,
         "total_monitored": 3,
     }
     assert health["total_symbols_monitored"] == 2
     clock.advance(seconds=86400 - 4000)  # the cached statuses are not refreshed
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["freshness_summary"]["aging_count"] == 1
     assert health["freshness_summary"]["stale_count"] == 1
     assert health["stale_features_count"] == 2
-    assert make_store(engine, clock, monitored_pairs=[]).get_scheduler_health()[
+    assert make_store(engine, clock, monitored_pairs=[]).get_scheduler_health().model_dump()[
         "freshness_summary"
     ]["total_monitored"] == 0
 
@@ -1116,16 +1116,16 @@ def test_health_counts_are_computed_at_read_time_for_monitored_pairs(engine, clo
 @pytest.mark.parametrize("bad", [0, -1, MAX_LIMIT + 1, True, "5", 2.0, None])
 def test_limits_are_validated(store, bad):
     with pytest.raises(ValueError, match="limit"):
-        store.get_feature_staleness_report(limit=bad)
+        store.get_feature_staleness_report(limit=bad).model_dump()
     with pytest.raises(ValueError, match="limit"):
-        store.get_execution_history(limit=bad)
+        store.get_execution_history(limit=bad).model_dump()
     with pytest.raises(ValueError, match="recent_failures_limit"):
-        store.get_scheduler_health(recent_failures_limit=bad)
+        store.get_scheduler_health(recent_failures_limit=bad).model_dump()
 
 
 def test_the_largest_limit_is_accepted(store):
-    assert store.get_feature_staleness_report(limit=MAX_LIMIT)["summary"]["total_monitored"] == 0
-    assert store.get_execution_history(limit=MAX_LIMIT)["executions"] == []
+    assert store.get_feature_staleness_report(limit=MAX_LIMIT).model_dump()["summary"]["total_monitored"] == 0
+    assert store.get_execution_history(limit=MAX_LIMIT).model_dump()["executions"] == []
 
 
 # -- get_scheduler_health ------------------------------------------------------------------------
@@ -1140,7 +1140,7 @@ SPEC_LAST_EXECUTION_KEYS = {
 
 
 def test_health_with_no_execution_is_degraded_and_has_the_spec_shape(store):
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert SPEC_HEALTH_KEYS <= set(health)
     assert health["status"] == "degraded"
     assert health["reasons"] == [NO_EXECUTION_REASON]
@@ -1159,7 +1159,7 @@ def test_health_is_healthy_after_a_good_run_with_fresh_features(store):
         status="completed",
     )
     seed_freshness(store, {("AAPL", "1d"): 1800, ("MSFT", "1d"): 1800})
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert (health["status"], health["reasons"]) == ("healthy", [])
     last = health["last_execution"]
     assert SPEC_LAST_EXECUTION_KEYS <= set(last)
@@ -1176,12 +1176,12 @@ def test_health_looks_at_the_most_recently_started_execution(store):
     older = new_execution(store, started_at=T0 - timedelta(hours=3))
     store.update_scheduler_execution_log(execution_id=older, status="failed")
     newer = new_execution(store, started_at=T0 - timedelta(minutes=5))
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["last_execution"]["execution_id"] == newer
     assert (health["status"], health["reasons"]) == ("healthy", [])
     store.update_scheduler_execution_log(execution_id=newer, status="failed",
                                          error_message="provider down")
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["status"] == "degraded"
     assert "last execution failed" in health["reasons"]
     assert health["last_execution"]["error_message"] == "provider down"
@@ -1192,7 +1192,7 @@ def test_stale_features_count_includes_missing_and_both_are_exposed(store):
     seed_freshness(
         store, {("A", "1d"): 10, ("B", "1d"): 7200, ("C", "1d"): 90000, ("D", "1d"): None}
     )
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert health["stale_features_count"] == 2
     assert health["missing_features_count"] == 1
     assert health["freshness_summary"]["stale_count"] == 1
@@ -1203,7 +1203,7 @@ def test_stale_features_count_includes_missing_and_both_are_exposed(store):
 def test_aging_features_do_not_degrade_health(store):
     new_execution(store)
     seed_freshness(store, {("A", "1d"): 7200})
-    assert store.get_scheduler_health()["status"] == "healthy"
+    assert store.get_scheduler_health().model_dump()["status"] == "healthy"
 
 
 def test_recent_failures_are_the_unresolved_ones_newest_first(store):
@@ -1214,7 +1214,7 @@ def test_recent_failures_are_the_unresolved_ones_newest_first(store):
             failed_at=T0 - timedelta(minutes=40 - 10 * i),
         )
     store.resolve_feature_computation_failures(symbol="FIXED", timeframe="1h", resolved_at=T0)
-    health = store.get_scheduler_health(recent_failures_limit=2)
+    health = store.get_scheduler_health(recent_failures_limit=2).model_dump()
     assert health["open_failures_count"] == 3
     assert [f["symbol"] for f in health["recent_failures"]] == ["NEW", "MID"]
     first = health["recent_failures"][0]
@@ -1238,7 +1238,7 @@ def test_alerts_list_pairs_failing_the_threshold_times_in_a_row(engine, clock):
                 symbol="ABC", timeframe="1d", error_message="x", execution_id=eid,
                 failed_at=T0 - timedelta(hours=3 - i),
             )
-    alerts = store.get_scheduler_health()["alerts"]
+    alerts = store.get_scheduler_health().model_dump()["alerts"]
     assert alerts == [
         {
             "symbol": "XYZ",
@@ -1251,19 +1251,19 @@ def test_alerts_list_pairs_failing_the_threshold_times_in_a_row(engine, clock):
     store.log_symbol_computation_status(
         execution_id=eid, symbol="XYZ", timeframe="1h", status="completed", completed_at=T0
     )
-    assert store.get_scheduler_health()["alerts"] == []
+    assert store.get_scheduler_health().model_dump()["alerts"] == []
 
 
 def test_zero_symbols_is_a_valid_empty_world(engine, clock):
     store = make_store(engine, clock, monitored_pairs=[])
     eid = store.create_scheduler_execution_log(started_at=T0, total_symbols=0)
     store.update_scheduler_execution_log(execution_id=eid, completed_at=T0, status="completed")
-    health = store.get_scheduler_health()
+    health = store.get_scheduler_health().model_dump()
     assert (health["status"], health["total_symbols_monitored"]) == ("healthy", 0)
-    report = store.get_feature_staleness_report()
+    report = store.get_feature_staleness_report().model_dump()
     assert report["summary"]["total_monitored"] == 0
     assert all(items == [] for items in report["by_status"].values())
-    (execution,) = store.get_execution_history()["executions"]
+    (execution,) = store.get_execution_history().model_dump()["executions"]
     assert execution["success_rate"] is None
     assert execution["duration_seconds"] == 0.0
 
@@ -1275,7 +1275,7 @@ def test_store_arguments_are_validated(engine, clock):
         ObservabilityStore(engine, monitored_pairs=[("AAPL", "")])
     naive = ObservabilityStore(engine, clock=lambda: datetime(2024, 1, 1))
     with pytest.raises(NaiveDatetimeError, match="clock"):
-        naive.get_scheduler_health()
+        naive.get_scheduler_health().model_dump()
 
 
 # -- get_execution_history -----------------------------------------------------------------------
@@ -1298,7 +1298,7 @@ def test_execution_history_has_the_spec_shape_newest_first(store):
         successful_symbols=45, failed_symbols=5, total_records_processed=12500,
         status="completed",
     )
-    history = store.get_execution_history(limit=2)
+    history = store.get_execution_history(limit=2).model_dump()
     assert set(history) == {"timestamp", "executions"}
     assert history["timestamp"] == T0
     executions = history["executions"]
@@ -1324,7 +1324,7 @@ def test_execution_history_has_the_spec_shape_newest_first(store):
 def test_success_rate_is_rounded_to_one_decimal(store):
     eid = new_execution(store, total_symbols=3)
     store.update_scheduler_execution_log(execution_id=eid, successful_symbols=1)
-    assert store.get_execution_history()["executions"][0]["success_rate"] == 33.3
+    assert store.get_execution_history().model_dump()["executions"][0]["success_rate"] == 33.3
 
 
 # -- JSON ----------------------------------------------------------------------------------------
@@ -1353,9 +1353,9 @@ def test_every_report_survives_json(store):
     )
     seed_freshness(store, {("AAPL", "1d"): 5, ("NONE", "1d"): None})
     for body in (
-        store.get_scheduler_health(),
-        store.get_feature_staleness_report(),
-        store.get_execution_history(),
+        store.get_scheduler_health().model_dump(),
+        store.get_feature_staleness_report().model_dump(),
+        store.get_execution_history().model_dump(),
     ):
         text = json.dumps(to_json_ready(body))
         assert "2024-11-13T19:30:00Z" in text
