@@ -69,7 +69,8 @@ full-history computation.
 
 Modules: :mod:`.api` (the entry points, input checks and the output frame), :mod:`.layout`
 (series -> padded blocks, VWAP session starts), :mod:`.windowed` (the numpy passes of one block),
-:mod:`.recursive` (the compiled row loop) and :mod:`.columns` (column names).
+:mod:`.rolling` (their sliding-window sums), :mod:`.recursive` (the compiled row loop) and
+:mod:`.columns` (column names).
 
 Inputs are expected validated: finite prices with low <= high, non-negative volumes, ``ts``
 strictly increasing within each series (checked). A NaN price never turns into inf: windows that
@@ -83,7 +84,7 @@ from market_pipeline.domain.features.api import (
     compute_features_stacked,
 )
 from market_pipeline.domain.features.columns import BAR_COLUMNS, FEATURE_COLUMNS
-from market_pipeline.domain.features.windowed import STD_REL_EPSILON
+from market_pipeline.domain.features.rolling import STD_REL_EPSILON
 
 __all__ = [
     "BAR_COLUMNS",

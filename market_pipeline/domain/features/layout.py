@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from market_pipeline.domain.features.columns import FEATURE_COLUMNS
-from market_pipeline.domain.features.windowed import Kernel
+from market_pipeline.domain.features.windowed import BlockBars, Kernel
 from market_pipeline.domain.timeframes import SESSION_TIMEZONE, Timeframe, check_asset_class
 
 # Cells (series x bars) per padded block: big enough to amortise numpy call overhead, small
@@ -47,24 +48,29 @@ def series_kind(asset_class: str, timeframe: str) -> SeriesKind:
 
 
 def compute(
-    ts: np.ndarray,
+    ts: NDArray[np.int64],
     tick_ns: int,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
+    high: NDArray[np.float64],
+    low: NDArray[np.float64],
+    close: NDArray[np.float64],
+    volume: NDArray[np.float64],
     *,
-    lengths: np.ndarray,
+    lengths: NDArray[np.int64],
     kinds: Sequence[SeriesKind],
-) -> np.ndarray:
-    """All features of concatenated series as an array of shape (len(FEATURE_COLUMNS), n_bars)."""
+) -> NDArray[np.float64]:
+    """All features of concatenated series as an array of shape (len(FEATURE_COLUMNS), n_bars).
+
+    ``ts`` in ticks of ``tick_ns`` nanoseconds since the epoch (UTC); series ``i`` is the next
+    ``lengths[i]`` bars, of kind ``kinds[i]``.
+    """
     n_bars = len(close)
     out = np.empty((len(FEATURE_COLUMNS), n_bars))
     if n_bars == 0:
         return out
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     _check_increasing(ts, offsets)
-    new_session = _session_starts(ts, tick_ns, offsets, kinds)
+    # Flat over all series here; the kernel gets them one block at a time.
+    bars = BlockBars(high, low, close, volume, _session_starts(ts, tick_ns, offsets, kinds))
     sqrt_bars_per_year = np.array([kind.sqrt_bars_per_year for kind in kinds])
     daily = np.array([not kind.intraday for kind in kinds], dtype=bool)
     blocks = [rows for rows in _blocks(lengths) if lengths[rows].max() > 0]
@@ -77,25 +83,37 @@ def compute(
                 # Series that are back to back and of equal length: views, no copies.
                 span = slice(starts[0], ends[-1])
                 kernel.run(
-                    *(a[span].reshape(shape) for a in (high, low, close, volume, new_session)),
+                    BlockBars(*(a[span].reshape(shape) for a in bars)),
                     sqrt_bars_per_year=sqrt_bars_per_year[rows],
                     daily=daily[rows],
                     res=out[:, span].reshape(len(FEATURE_COLUMNS), *shape),
                 )
-                continue
-            padded = kernel.padded_inputs(shape)
-            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                for block, flat in zip(
-                    padded, (high, low, close, volume, new_session), strict=True
-                ):
-                    block[j, : b - a] = flat[a:b]
-            res = kernel.padded_result(shape)
-            kernel.run(
-                *padded, sqrt_bars_per_year=sqrt_bars_per_year[rows], daily=daily[rows], res=res
-            )
-            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                out[:, a:b] = res[:, j, : b - a]
+            else:
+                _run_padded(
+                    kernel, bars, starts, ends, shape, out, sqrt_bars_per_year[rows], daily[rows]
+                )
     return out
+
+
+def _run_padded(
+    kernel: Kernel,
+    bars: BlockBars,
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+    shape: tuple[int, int],
+    out: NDArray[np.float64],
+    sqrt_bars_per_year: NDArray[np.float64],
+    daily: NDArray[np.bool_],
+) -> None:
+    """Copy series of unequal length into a padded block, compute it, copy the rows back."""
+    padded = kernel.padded_inputs(shape)
+    for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        for block, flat in zip(padded, bars, strict=True):
+            block[j, : b - a] = flat[a:b]
+    res = kernel.padded_result(shape)
+    kernel.run(padded, sqrt_bars_per_year=sqrt_bars_per_year, daily=daily, res=res)
+    for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        out[:, a:b] = res[:, j, : b - a]
 
 
 def _blocks(lengths: np.ndarray) -> list[np.ndarray]:
@@ -220,4 +238,3 @@ def _exact_local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
     """:func:`_local_day` by converting every instant (slow; for irregular time zones)."""
     local = pd.DatetimeIndex((ts * tick_ns).view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
     return local.tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY
-

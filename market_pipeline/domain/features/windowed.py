@@ -1,22 +1,20 @@
-"""The windowed features of one block: returns, volatility, SMAs, Bollinger bands, z-score.
+"""The features of one block: returns, volatility, SMAs, Bollinger bands, z-score, then the rest.
 
 A block is a 2-D array of series (rows) by bar position (columns), NaN-padded at the end of short
-rows. Every feature here is a handful of numpy passes over the whole block; the recursive ones
+rows. Each windowed feature is a handful of numpy passes over the whole block; the recursive ones
 are handed to the compiled row loop of :mod:`.recursive`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
 
 from market_pipeline.domain.features.columns import FEATURE_COLUMNS, FEATURE_INDEX
 from market_pipeline.domain.features.recursive import SCANNED, scan
-
-# A standard deviation at or below this fraction of the window's scale is round-off, treated as 0.
-STD_REL_EPSILON = 1e-10
-# Sum-of-squares variance is exact to ~3e-15 * S2; below this fraction of S2 recompute two-pass.
-_CANCELLATION_TOLERANCE = 1e-5
+from market_pipeline.domain.features.rolling import STD_REL_EPSILON, WindowSums, window_variance
 
 _VOL_WINDOW = 20
 _SMA_FAST, _SMA_SLOW = 20, 50
@@ -25,7 +23,27 @@ _BB_WINDOW, _BB_WIDTH = 20, 2.0
 # Scratch buffers of the kernel, each one block of cells.
 (_S1, _S2, _SQ, _STD, _CENTRED, _TMP) = range(6)
 _N_SCRATCH = 6
-_N_LEVELS = _SMA_SLOW.bit_length() - 1  # doubling levels 2, 4, ..., 32 for windows up to 50
+
+
+class BlockBars(NamedTuple):
+    """The per-bar inputs of a block, each of shape (rows, width)."""
+
+    high: NDArray[np.float64]
+    low: NDArray[np.float64]
+    close: NDArray[np.float64]
+    volume: NDArray[np.float64]
+    new_session: NDArray[np.bool_]
+
+
+def _column(res: NDArray[np.float64], name: str) -> NDArray[np.float64]:
+    """Feature ``name`` of the block result ``res``: a (rows, width) view."""
+    column: NDArray[np.float64] = res[FEATURE_INDEX[name]]
+    return column
+
+
+def _flat(res: NDArray[np.float64], name: str) -> NDArray[np.float64]:
+    """Feature ``name`` of the block result ``res``: a flat view, row after row."""
+    return _column(res, name).reshape(-1)
 
 
 class Kernel:
@@ -37,206 +55,158 @@ class Kernel:
 
     def __init__(self, cells: int) -> None:
         self._cells = cells
-        self._scratch = np.empty((_N_SCRATCH, cells))
-        self._levels = np.empty((_N_LEVELS, cells))
-        self._flags = np.empty(cells, dtype=bool)
-        self._inputs: tuple[np.ndarray, ...] | None = None
-        self._result: np.ndarray | None = None
-        self._x = self._scratch[0]
-        self._level_cache: dict[int, np.ndarray] = {}
+        self._scratch: NDArray[np.float64] = np.empty((_N_SCRATCH, cells))
+        self._flags: NDArray[np.bool_] = np.empty(cells, dtype=bool)
+        self._sums = WindowSums(cells, max_window=_SMA_SLOW)
+        self._inputs: BlockBars | None = None
+        self._result: NDArray[np.float64] | None = None
 
-    # Padded blocks (series of unequal length) are copied into these.
-    def padded_inputs(self, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    def padded_inputs(self, shape: tuple[int, int]) -> BlockBars:
+        """Input buffers for a block of series of unequal length: NaN bars, new sessions."""
         m = shape[0] * shape[1]
         if self._inputs is None:
-            self._inputs = (*np.empty((4, self._cells)), np.empty(self._cells, dtype=bool))
-        views = tuple(buf[:m].reshape(shape) for buf in self._inputs)
+            high, low, close, volume = np.empty((4, self._cells))
+            self._inputs = BlockBars(high, low, close, volume, np.empty(self._cells, dtype=bool))
+        views = BlockBars(*(buf[:m].reshape(shape) for buf in self._inputs))
         for view in views[:4]:
             view.fill(np.nan)
-        views[4].fill(True)
+        views.new_session.fill(True)
         return views
 
-    def padded_result(self, shape: tuple[int, int]) -> np.ndarray:
+    def padded_result(self, shape: tuple[int, int]) -> NDArray[np.float64]:
+        """Result buffer for a padded block, of shape (len(FEATURE_COLUMNS), *shape)."""
         if self._result is None:
             self._result = np.empty((len(FEATURE_COLUMNS), self._cells))
         return self._result[:, : shape[0] * shape[1]].reshape(len(FEATURE_COLUMNS), *shape)
 
-    # Sliding-window sums by pairwise doubling: level w holds x[i] + ... + x[i + w - 1]. A window
-    # of any width is a few additions of levels, so its round-off is local to it (no running total
-    # that drifts) and windows that run from one row into the next are masked afterwards.
-    def _prepare_sums(self, x: np.ndarray) -> None:
-        self._x = x
-        self._level_cache = {1: x}
-
-    def _level(self, width: int) -> np.ndarray:
-        if width not in self._level_cache:
-            half = self._level(width // 2)
-            count = max(self._x.size - width + 1, 0)
-            out = self._levels[width.bit_length() - 2, :count]
-            np.add(half[:count], half[width // 2 : width // 2 + count], out=out)
-            self._level_cache[width] = out
-        return self._level_cache[width]
-
-    def _window_sums(self, n: int, out: np.ndarray, width: int) -> None:
-        """``out[t]``: sum of the n values ending at flat index t; NaN in each row's first n-1."""
-        count = self._x.size - n + 1
-        if count > 0:
-            parts = [1 << k for k in range(n.bit_length() - 1, -1, -1) if n >> k & 1]
-            target = out[n - 1 :]
-            if len(parts) == 1:
-                np.copyto(target, self._level(parts[0])[:count])
-            else:
-                first, second = self._level(parts[0]), self._level(parts[1])
-                np.add(first[:count], second[parts[0] : parts[0] + count], out=target)
-                shift = parts[0] + parts[1]
-                for part in parts[2:]:
-                    target += self._level(part)[shift : shift + count]
-                    shift += part
-        out.reshape(-1, width)[:, : n - 1] = np.nan
-
-    def _variance(
+    def run(
         self,
-        x: np.ndarray,
-        s1: np.ndarray,
-        s2: np.ndarray,
-        n: int,
-        ddof: int,
-        out: np.ndarray,
+        bars: BlockBars,
         *,
-        zero_below_rms: bool = False,
+        sqrt_bars_per_year: NDArray[np.float64],
+        daily: NDArray[np.bool_],
+        res: NDArray[np.float64],
     ) -> None:
-        """Window variance from window sums ``s1``, ``s2`` of (x - per-row constant), into ``out``.
+        """Write all features of the block into ``res``, of shape (features, rows, width).
 
-        Windows whose sum-of-squares formula cancels badly are recomputed two-pass from ``x``;
-        windows whose values are all equal get exactly 0. With ``zero_below_rms`` (sums of ``x``
-        itself), a variance at or below STD_REL_EPSILON**2 times the mean square is set to 0:
-        only recomputed windows can be that small, since the others have dev > 1e-5 * s2.
+        ``sqrt_bars_per_year`` (the annualisation factor) and ``daily`` have one entry per row.
         """
-        m = x.size
-        tmp, suspicious = self._scratch[_TMP, :m], self._flags[:m]
-        np.multiply(s1, s1, out=out)
-        out /= n
-        np.subtract(s2, out, out=out)
-        np.multiply(s2, _CANCELLATION_TOLERANCE, out=tmp)
-        np.less_equal(out, tmp, out=suspicious)
-        if suspicious.any():
-            windows = sliding_window_view(x, n)
-            found = np.flatnonzero(suspicious)
-            for chunk in np.array_split(found, -(-found.size // 65536)):
-                w = windows[chunk - (n - 1)]
-                exact = ((w - w.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-                exact[w.max(axis=1) == w.min(axis=1)] = 0.0
-                if zero_below_rms:
-                    mean_square = (w * w).sum(axis=1) / n
-                    exact[exact / (n - ddof) <= STD_REL_EPSILON**2 * mean_square] = 0.0
-                out[chunk] = exact
-        # A negative dev can only come from cancellation, and those windows were just recomputed.
-        out /= n - ddof
+        width = bars.close.shape[1]
+        close = bars.close.reshape(-1)
+        log_return = self._returns(close, res)
+        self._volatility(log_return, sqrt_bars_per_year, res)
+        std = self._smas_and_std(bars.close, res)
+        self._bollinger_and_zscore(close, std, res)
+        # The recursive features (EMAs, MACD, RSI, ATR, OBV, VWAP): one compiled pass per row.
+        scan()(
+            bars.high.reshape(-1),
+            bars.low.reshape(-1),
+            close,
+            bars.volume.reshape(-1),
+            bars.new_session.reshape(-1),
+            daily,
+            width,
+            *(_flat(res, name) for name in SCANNED),
+        )
 
-    def _std_from_variance(self, var: np.ndarray, scale_sq: np.ndarray) -> None:
+    def _returns(self, close: NDArray[np.float64], res: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Simple and log returns of the flat closes; returns the flat log returns.
+
+        Shifted operations run on the flat block; column 0 (which would mix two rows) is then set
+        to NaN.
+        """
+        simple, log_return = _flat(res, "simple_return"), _flat(res, "log_return")
+        np.divide(close[1:], close[:-1], out=simple[1:])
+        np.log(simple[1:], out=log_return[1:])
+        simple[1:] -= 1.0
+        nonpositive = self._flags[: close.size]
+        np.less_equal(close, 0.0, out=nonpositive)
+        if nonpositive.any():
+            bad = nonpositive[1:] | nonpositive[:-1]
+            simple[1:][bad] = np.nan
+            log_return[1:][bad] = np.nan
+        _column(res, "simple_return")[:, 0] = np.nan
+        _column(res, "log_return")[:, 0] = np.nan
+        return log_return
+
+    def _volatility(
+        self,
+        log_return: NDArray[np.float64],
+        sqrt_bars_per_year: NDArray[np.float64],
+        res: NDArray[np.float64],
+    ) -> None:
+        """Sample std (ddof=1) of 20 log returns, annualised per row.
+
+        Returns are close to zero-mean, so their sums need no centring.
+        """
+        rows, width = res.shape[1:]
+        m = log_return.size
+        s1, s2, sq, std, tmp = (self._scratch[k, :m] for k in (_S1, _S2, _SQ, _STD, _TMP))
+        self._sums.prepare(log_return)
+        self._sums.window(_VOL_WINDOW, s1, width)
+        np.multiply(log_return, log_return, out=sq)
+        self._sums.prepare(sq)
+        self._sums.window(_VOL_WINDOW, s2, width)
+        window_variance(
+            log_return, s1, s2, _VOL_WINDOW, 1, std, tmp, self._flags[:m], zero_below_rms=True
+        )
+        np.sqrt(std, out=std)
+        np.multiply(
+            std.reshape(rows, width), sqrt_bars_per_year[:, None], out=_column(res, "volatility_20")
+        )
+
+    def _smas_and_std(
+        self, close: NDArray[np.float64], res: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """SMA 20 and 50 of the (rows, width) closes; returns the flat population std of 20.
+
+        Both come from sums of closes centred on each row's first close (smaller magnitudes, so
+        the sum-of-squares variance keeps its precision). The std is a scratch buffer, valid
+        until the next step reuses it.
+        """
+        rows, width = close.shape
+        m = close.size
+        s2, sq, std, centred, tmp = (self._scratch[k, :m] for k in (_S2, _SQ, _STD, _CENTRED, _TMP))
+        reference = close[:, :1]
+        np.subtract(close, reference, out=centred.reshape(rows, width))
+        self._sums.prepare(centred)
+        sma20, sma50 = _flat(res, "sma_20"), _flat(res, "sma_50")
+        self._sums.window(_SMA_FAST, sma20, width)
+        self._sums.window(_SMA_SLOW, sma50, width)
+        np.multiply(centred, centred, out=sq)
+        self._sums.prepare(sq)
+        self._sums.window(_BB_WINDOW, s2, width)
+        window_variance(close.reshape(-1), sma20, s2, _BB_WINDOW, 0, std, tmp, self._flags[:m])
+        for name, n in (("sma_20", _SMA_FAST), ("sma_50", _SMA_SLOW)):
+            sma = _column(res, name)
+            sma /= n
+            sma += reference
+        scale_sq = tmp
+        np.multiply(sma20, sma20, out=scale_sq)
+        scale_sq *= STD_REL_EPSILON**2
+        self._std_from_variance(std, scale_sq)
+        return std
+
+    def _bollinger_and_zscore(
+        self, close: NDArray[np.float64], std: NDArray[np.float64], res: NDArray[np.float64]
+    ) -> None:
+        """Bollinger bands SMA20 +/- 2 std and the z-score (NaN where std is 0), flat."""
+        sma20 = _flat(res, "sma_20")
+        np.copyto(_flat(res, "bb_middle"), sma20)
+        band = self._scratch[_TMP, : close.size]
+        np.multiply(std, _BB_WIDTH, out=band)
+        np.add(sma20, band, out=_flat(res, "bb_upper"))
+        np.subtract(sma20, band, out=_flat(res, "bb_lower"))
+        zscore = _flat(res, "zscore_20")
+        np.subtract(close, sma20, out=zscore)
+        np.divide(zscore, std, out=zscore)
+        zero_std = self._flags[: close.size]
+        np.equal(std, 0.0, out=zero_std)
+        np.copyto(zscore, np.nan, where=zero_std)
+
+    def _std_from_variance(self, var: NDArray[np.float64], scale_sq: NDArray[np.float64]) -> None:
         """sqrt in place; a std at or below STD_REL_EPSILON * scale becomes exactly 0."""
         small = self._flags[: var.size]
         np.less_equal(var, scale_sq, out=small)
         np.copyto(var, 0.0, where=small)
         np.sqrt(var, out=var)
-
-    def run(
-        self,
-        high: np.ndarray,
-        low: np.ndarray,
-        close: np.ndarray,
-        volume: np.ndarray,
-        new_session: np.ndarray,
-        *,
-        sqrt_bars_per_year: np.ndarray,
-        daily: np.ndarray,
-        res: np.ndarray,
-    ) -> None:
-        """Write all features of the block (inputs of shape (rows, width)) into ``res``."""
-        rows, width = close.shape
-        m = rows * width
-        scratch = self._scratch[:, :m]
-        h, lo, c, v = (a.reshape(-1) for a in (high, low, close, volume))
-
-        def feature(name: str) -> np.ndarray:
-            return res[FEATURE_INDEX[name]]
-
-        def flat(name: str) -> np.ndarray:
-            return res[FEATURE_INDEX[name]].reshape(-1)
-
-        # Returns. Shifted operations run on the flat block; column 0 (which would mix two rows)
-        # is then set to NaN.
-        simple, logret = flat("simple_return"), flat("log_return")
-        np.divide(c[1:], c[:-1], out=simple[1:])
-        np.log(simple[1:], out=logret[1:])
-        simple[1:] -= 1.0
-        nonpositive = self._flags[:m]
-        np.less_equal(c, 0.0, out=nonpositive)
-        if nonpositive.any():
-            bad = nonpositive[1:] | nonpositive[:-1]
-            simple[1:][bad] = np.nan
-            logret[1:][bad] = np.nan
-        feature("simple_return")[:, 0] = np.nan
-        feature("log_return")[:, 0] = np.nan
-
-        # Volatility: sample std (ddof=1) of 20 log returns, annualised per series. Returns are
-        # close to zero-mean, so their sums need no centring.
-        s1, s2, sq, std = scratch[_S1], scratch[_S2], scratch[_SQ], scratch[_STD]
-        self._prepare_sums(logret)
-        self._window_sums(_VOL_WINDOW, s1, width)
-        np.multiply(logret, logret, out=sq)
-        self._prepare_sums(sq)
-        self._window_sums(_VOL_WINDOW, s2, width)
-        self._variance(logret, s1, s2, _VOL_WINDOW, 1, std, zero_below_rms=True)
-        np.sqrt(std, out=std)
-        np.multiply(
-            std.reshape(rows, width), sqrt_bars_per_year[:, None], out=feature("volatility_20")
-        )
-
-        # SMAs and the population std of closes, from sums of closes centred on each series' first
-        # close (smaller magnitudes, so the sum-of-squares variance keeps its precision).
-        reference = close[:, :1]
-        centred = scratch[_CENTRED]
-        np.subtract(close, reference, out=centred.reshape(rows, width))
-        self._prepare_sums(centred)
-        sma20, sma50 = flat("sma_20"), flat("sma_50")
-        self._window_sums(_SMA_FAST, sma20, width)
-        self._window_sums(_SMA_SLOW, sma50, width)
-        np.multiply(centred, centred, out=sq)
-        self._prepare_sums(sq)
-        self._window_sums(_BB_WINDOW, s2, width)
-        self._variance(c, sma20, s2, _BB_WINDOW, 0, std)
-        for name, n in (("sma_20", _SMA_FAST), ("sma_50", _SMA_SLOW)):
-            sma = feature(name)
-            sma /= n
-            sma += reference
-        scale_sq = scratch[_TMP]
-        np.multiply(sma20, sma20, out=scale_sq)
-        scale_sq *= STD_REL_EPSILON**2
-        self._std_from_variance(std, scale_sq)
-
-        # Bollinger bands and z-score.
-        np.copyto(flat("bb_middle"), sma20)
-        band = scratch[_TMP]
-        np.multiply(std, _BB_WIDTH, out=band)
-        np.add(sma20, band, out=flat("bb_upper"))
-        np.subtract(sma20, band, out=flat("bb_lower"))
-        zscore = flat("zscore_20")
-        np.subtract(c, sma20, out=zscore)
-        np.divide(zscore, std, out=zscore)
-        zero_std = self._flags[:m]
-        np.equal(std, 0.0, out=zero_std)
-        np.copyto(zscore, np.nan, where=zero_std)
-
-        # The recursive features (EMAs, MACD, RSI, ATR, OBV, VWAP): one compiled pass per row.
-        scan()(
-            h,
-            lo,
-            c,
-            v,
-            new_session.reshape(-1),
-            daily,
-            width,
-            *(flat(name) for name in SCANNED),
-        )
-
