@@ -8,6 +8,7 @@ of :func:`scan_rows` into its machine code, and its ``cache=True`` only notices 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Protocol
 
 import numpy as np
@@ -172,19 +173,24 @@ def scan_rows(
             hi, lo_ = high[i], low[i]
             change = c - prev
             # gain = max(change, 0) and loss = gain - change, NaN where the change is NaN.
-            if change >= 0.0 or change != change:
+            if change >= 0.0 or math.isnan(change):
                 gain = change
             else:
                 gain = 0.0
             loss = gain - change
-            if hi != hi or prev != prev:
+            # Explicit comparisons rather than max()/min(): NaN must win, and a tie keeps H (L).
+            if math.isnan(hi) or math.isnan(prev):
                 upper = nan
+            elif hi >= prev:
+                upper = hi
             else:
-                upper = hi if hi >= prev else prev
-            if lo_ != lo_ or prev != prev:
+                upper = prev
+            if math.isnan(lo_) or math.isnan(prev):
                 lower = nan
+            elif lo_ <= prev:
+                lower = lo_
             else:
-                lower = lo_ if lo_ <= prev else prev
+                lower = prev
             true_range = upper - lower
 
             # Wilder RSI and ATR: seeded with the mean of the first 14 values (bars 1..14).
