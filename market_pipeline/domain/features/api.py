@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from market_pipeline.domain.features.columns import BAR_COLUMNS, FEATURE_COLUMNS
 from market_pipeline.domain.features.layout import compute, series_kind
@@ -131,13 +132,13 @@ def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
     return bars
 
 
-def _ts_ticks(ts: pd.Series) -> tuple[np.ndarray, int]:
+def _ts_ticks(ts: pd.Series) -> tuple[NDArray[np.int64], int]:
     """Ticks since the epoch (UTC) in the column's own unit (no copy), and nanoseconds per tick."""
     index = pd.DatetimeIndex(ts)
     return index.asi8, int(np.timedelta64(1, index.unit) // np.timedelta64(1, "ns"))
 
 
-def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
+def _float_column(bars: pd.DataFrame, name: str) -> NDArray[np.float64]:
     values = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64, na_value=np.nan))
     # inf is not a price: make it NaN so that it can never leak into a feature as inf. (A finite
     # sum, one fast reduction, rules out inf and NaN in the common case.)
@@ -146,7 +147,7 @@ def _float_column(bars: pd.DataFrame, name: str) -> np.ndarray:
     return values
 
 
-def _frame(bars: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+def _frame(bars: pd.DataFrame, values: NDArray[np.float64]) -> pd.DataFrame:
     """Output frame: input index, ``ts`` in UTC, one float64 column per feature."""
     frame = pd.DataFrame(values.T, index=bars.index, columns=list(FEATURE_COLUMNS), copy=False)
     frame.insert(0, "ts", bars["ts"].dt.tz_convert("UTC"))

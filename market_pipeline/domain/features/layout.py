@@ -83,7 +83,7 @@ def compute(
                 # Series that are back to back and of equal length: views, no copies.
                 span = slice(starts[0], ends[-1])
                 kernel.run(
-                    BlockBars(*(a[span].reshape(shape) for a in bars)),
+                    bars.block(span, shape),
                     sqrt_bars_per_year=sqrt_bars_per_year[rows],
                     daily=daily[rows],
                     res=out[:, span].reshape(len(FEATURE_COLUMNS), *shape),
@@ -116,10 +116,10 @@ def _run_padded(
         out[:, a:b] = res[:, j, : b - a]
 
 
-def _blocks(lengths: np.ndarray) -> list[np.ndarray]:
+def _blocks(lengths: NDArray[np.int64]) -> list[NDArray[np.intp]]:
     """Group series (by index) into blocks of similar length to bound padding and block size."""
     order = np.argsort(-lengths, kind="stable")
-    blocks: list[np.ndarray] = []
+    blocks: list[NDArray[np.intp]] = []
     current: list[int] = []
     width = total = 0
     for i in order:
@@ -139,7 +139,7 @@ def _blocks(lengths: np.ndarray) -> list[np.ndarray]:
     return blocks
 
 
-def _check_increasing(ts: np.ndarray, offsets: np.ndarray) -> None:
+def _check_increasing(ts: NDArray[np.int64], offsets: NDArray[np.int64]) -> None:
     increasing = np.greater(ts[1:], ts[:-1])
     # A series boundary may go back in time; inside a series ts must strictly increase.
     inner = offsets[1:-1]
@@ -149,8 +149,8 @@ def _check_increasing(ts: np.ndarray, offsets: np.ndarray) -> None:
 
 
 def _session_starts(
-    ts: np.ndarray, tick_ns: int, offsets: np.ndarray, kinds: Sequence[SeriesKind]
-) -> np.ndarray:
+    ts: NDArray[np.int64], tick_ns: int, offsets: NDArray[np.int64], kinds: Sequence[SeriesKind]
+) -> NDArray[np.bool_]:
     """True on the first bar of each VWAP session: every bar for daily series, else a new date.
 
     ``ts`` in ticks of ``tick_ns`` nanoseconds since the epoch (UTC).
@@ -162,7 +162,7 @@ def _session_starts(
             by_tz.setdefault(kind.session_tz, []).append(i)
     for tz, series in by_tz.items():
         if len(series) == len(kinds):
-            select: slice | np.ndarray = slice(None)
+            select: slice | NDArray[np.int64] = slice(None)
         else:
             select = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in series])
         stamps = ts[select]
@@ -179,7 +179,7 @@ def _session_starts(
     return starts
 
 
-def _day_changes(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
+def _day_changes(ts: NDArray[np.int64], tz: str, tick_ns: int) -> NDArray[np.bool_]:
     """True where the local date in ``tz`` differs from the previous bar's (and on bar 0)."""
     day = _local_day(ts, tz, tick_ns)
     change = np.empty(len(day), dtype=bool)
@@ -191,7 +191,7 @@ def _day_changes(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
 _SLOT_NS = (3_600 * 10**9, 900 * 10**9)  # one hour, else 15 minutes
 
 
-def _local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
+def _local_day(ts: NDArray[np.int64], tz: str, tick_ns: int) -> NDArray[np.int64]:
     """Calendar day number (days since 1970-01-01) in time zone ``tz`` of each UTC instant.
 
     ``ts`` in ticks of ``tick_ns`` nanoseconds (a divisor of a second, so of every slot and day).
@@ -234,7 +234,7 @@ def _local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
     return day
 
 
-def _exact_local_day(ts: np.ndarray, tz: str, tick_ns: int) -> np.ndarray:
+def _exact_local_day(ts: NDArray[np.int64], tz: str, tick_ns: int) -> NDArray[np.int64]:
     """:func:`_local_day` by converting every instant (slow; for irregular time zones)."""
     local = pd.DatetimeIndex((ts * tick_ns).view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
     return local.tz_localize(None).as_unit("ns").asi8 // _NS_PER_DAY

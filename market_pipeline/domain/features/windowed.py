@@ -26,13 +26,23 @@ _N_SCRATCH = 6
 
 
 class BlockBars(NamedTuple):
-    """The per-bar inputs of a block, each of shape (rows, width)."""
+    """The per-bar inputs of a block, each of shape (rows, width), or flat over all series."""
 
     high: NDArray[np.float64]
     low: NDArray[np.float64]
     close: NDArray[np.float64]
     volume: NDArray[np.float64]
     new_session: NDArray[np.bool_]
+
+    def block(self, span: slice, shape: tuple[int, int]) -> BlockBars:
+        """Bars ``span`` of flat bars as a block of shape ``shape``: views, no copies."""
+        return BlockBars(
+            self.high[span].reshape(shape),
+            self.low[span].reshape(shape),
+            self.close[span].reshape(shape),
+            self.volume[span].reshape(shape),
+            self.new_session[span].reshape(shape),
+        )
 
 
 def _column(res: NDArray[np.float64], name: str) -> NDArray[np.float64]:
@@ -67,7 +77,7 @@ class Kernel:
         if self._inputs is None:
             high, low, close, volume = np.empty((4, self._cells))
             self._inputs = BlockBars(high, low, close, volume, np.empty(self._cells, dtype=bool))
-        views = BlockBars(*(buf[:m].reshape(shape) for buf in self._inputs))
+        views = self._inputs.block(slice(m), shape)
         for view in views[:4]:
             view.fill(np.nan)
         views.new_session.fill(True)
