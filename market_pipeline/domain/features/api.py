@@ -122,6 +122,7 @@ def compute_features_stacked(
 
 
 def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` itself, once it has the bar columns and a tz-aware ``ts``; else ValueError."""
     missing = [name for name in BAR_COLUMNS if name not in bars.columns]
     if missing:
         raise ValueError(f"bars are missing columns {missing}; expected {list(BAR_COLUMNS)}")
@@ -139,6 +140,7 @@ def _ts_ticks(ts: pd.Series) -> tuple[NDArray[np.int64], int]:
 
 
 def _float_column(bars: pd.DataFrame, name: str) -> NDArray[np.float64]:
+    """Column ``name`` as contiguous float64, missing values and inf as NaN."""
     values = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64, na_value=np.nan))
     # inf is not a price: make it NaN so that it can never leak into a feature as inf. (A finite
     # sum, one fast reduction, rules out inf and NaN in the common case.)

@@ -38,6 +38,7 @@ class SeriesKind:
 
 @functools.lru_cache(maxsize=256)
 def series_kind(asset_class: str, timeframe: str) -> SeriesKind:
+    """The kind of a series of ``asset_class`` and ``timeframe`` (cached: few pairs recur)."""
     check_asset_class(asset_class)
     tf = Timeframe.parse(timeframe)
     return SeriesKind(
@@ -90,7 +91,14 @@ def compute(
                 )
             else:
                 _run_padded(
-                    kernel, bars, starts, ends, shape, out, sqrt_bars_per_year[rows], daily[rows]
+                    kernel,
+                    bars,
+                    starts,
+                    ends,
+                    out,
+                    shape=shape,
+                    sqrt_bars_per_year=sqrt_bars_per_year[rows],
+                    daily=daily[rows],
                 )
     return out
 
@@ -100,12 +108,17 @@ def _run_padded(
     bars: BlockBars,
     starts: NDArray[np.int64],
     ends: NDArray[np.int64],
-    shape: tuple[int, int],
     out: NDArray[np.float64],
+    *,
+    shape: tuple[int, int],
     sqrt_bars_per_year: NDArray[np.float64],
     daily: NDArray[np.bool_],
 ) -> None:
-    """Copy series of unequal length into a padded block, compute it, copy the rows back."""
+    """Copy series of unequal length into a padded block, compute it, copy the rows back.
+
+    Series ``j`` of the block is ``bars[starts[j]:ends[j]]``; its features go to the same
+    columns of ``out``.
+    """
     padded = kernel.padded_inputs(shape)
     for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
         for block, flat in zip(padded, bars, strict=True):

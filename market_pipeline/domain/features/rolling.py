@@ -25,7 +25,8 @@ class WindowSums:
     """Window sums of one array at a time, with the doubling levels in a reused buffer.
 
     Call :meth:`prepare` with the array, then :meth:`window` for each width wanted: the levels
-    are computed once per array and shared by its windows (20 and 50 share 4, 16 and 32...).
+    are computed once per array and shared by its windows (20 = 16 + 4 and 50 = 32 + 16 + 2
+    use the same chain of levels).
     """
 
     def __init__(self, cells: int, max_window: int) -> None:

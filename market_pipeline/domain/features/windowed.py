@@ -67,7 +67,7 @@ class Kernel:
         self._cells = cells
         self._scratch: NDArray[np.float64] = np.empty((_N_SCRATCH, cells))
         self._flags: NDArray[np.bool_] = np.empty(cells, dtype=bool)
-        self._sums = WindowSums(cells, max_window=_SMA_SLOW)
+        self._sums = WindowSums(cells, max_window=_SMA_SLOW)  # the widest window summed
         self._inputs: BlockBars | None = None
         self._result: NDArray[np.float64] | None = None
 
@@ -191,7 +191,7 @@ class Kernel:
             sma = _column(res, name)
             sma /= n
             sma += reference
-        scale_sq = tmp
+        scale_sq = tmp  # free again once the variance is done
         np.multiply(sma20, sma20, out=scale_sq)
         scale_sq *= STD_REL_EPSILON**2
         self._std_from_variance(std, scale_sq)
