@@ -44,7 +44,9 @@ class Timeframe:
             )
         seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         if seconds > 86400:
-            raise TimeframeError(f"timeframe {code!r} is longer than one day, which is not supported")
+            raise TimeframeError(
+                f"timeframe {code!r} is longer than one day, which is not supported"
+            )
         return cls(seconds=seconds, code=str(code).strip())
 
     @property

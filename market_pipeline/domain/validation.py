@@ -170,11 +170,12 @@ def validate_bars(raw: pd.DataFrame, *, timeframe: Timeframe | None = None) -> B
     )
 
 
-def parse_timestamps(values: pd.Series, *, what: str = "bars") -> pd.Series:
+def parse_timestamps(values: pd.Series, *, what: str = "bars") -> pd.Series[pd.Timestamp]:
     """``values`` as ``datetime64[ns, UTC]`` with a fresh index; NaT where unparsable or out of
     range (rule 1 of the module docstring). Raises :class:`BarValidationError` for numbers."""
     values = values.reset_index(drop=True)
     dtype = values.dtype
+    parsed: pd.Series[pd.Timestamp]  # the stubs type the .dt accessors' results as Any
     if isinstance(dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(dtype):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from market_pipeline.domain.validation import (
     validate_bars,
 )
 
-T0 = datetime(2024, 3, 11, 13, 30, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 11, 13, 30, tzinfo=UTC)
 
 
 def good_rows(n: int = 3) -> list[dict]:
