@@ -7,8 +7,9 @@ import os
 import dagster as dg
 from sqlalchemy.engine import make_url
 
-from market_pipeline.config.settings import DB_URL_ENV, Settings, normalize_db_url
+from market_pipeline.config.settings import DB_URL_ENV, Settings
 from market_pipeline.config.universe_file import load_universe
+from market_pipeline.database.engine import normalize_db_url
 from market_pipeline.defs.jobs import build_jobs
 from market_pipeline.defs.market_assets import build_market_data_assets
 from market_pipeline.defs.observability_sensors import SensorIntervals, build_observability_sensors

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from market_pipeline.database.engine import normalize_db_url
 from market_pipeline.package_data import demo_universe
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,15 +39,6 @@ def _checkout_dir() -> Path:
 def default_home() -> Path:
     return _checkout_dir() / ".market_pipeline"
 
-
-def normalize_db_url(url: str) -> str:
-    """Give PostgreSQL URLs the psycopg2 driver: SQLAlchemy 2.1 maps bare ``postgresql://`` to
-    psycopg 3, which is not installed."""
-    url = url.strip()
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg2://" + url[len(bare) :]
-    return url
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class DirectPool:
             raise RuntimeError("the engine of this connection pool was garbage-collected")
         proxied = engine.raw_connection()
         proxied.detach()  # ours now: closing it closes the driver connection
-        conn = proxied.dbapi_connection
+        conn: Any = proxied.dbapi_connection  # a psycopg2 connection
         try:
             conn.autocommit = True
             with conn.cursor() as cursor:
@@ -173,7 +173,7 @@ class DirectPool:
         except self._dbapi_error as exc:
             raise self._wrap(exc, statement) from exc
 
-    def _wrap(self, exc: Exception, statement: str) -> sa.exc.DBAPIError:
+    def _wrap(self, exc: Exception, statement: str) -> sa.exc.StatementError:
         return sa.exc.DBAPIError.instance(
             statement, None, exc, self._dbapi_error, hide_parameters=True
         )

@@ -10,7 +10,15 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from market_pipeline.config.settings import normalize_db_url
+
+def normalize_db_url(url: str) -> str:
+    """Give PostgreSQL URLs the psycopg2 driver: SQLAlchemy 2.1 maps bare ``postgresql://`` to
+    psycopg 3, which is not installed."""
+    url = url.strip()
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
 
 
 class DatabaseUnavailableError(RuntimeError):

@@ -13,6 +13,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -128,7 +129,7 @@ def _apply_sqlite(engine: Engine, migration: Migration) -> None:
     # pysqlite does not open a transaction before DDL; drive BEGIN/COMMIT ourselves so a failing
     # file leaves nothing behind.
     raw = engine.raw_connection()
-    driver = raw.driver_connection
+    driver: Any = raw.driver_connection  # the sqlite3 connection
     previous_isolation = driver.isolation_level
     try:
         driver.isolation_level = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -190,9 +190,13 @@ def refresh_in_chunks(
         return outcomes
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="market-refresh") as pool:
-        futures = [pool.submit(work, chunk) for chunk in chunks[:workers]]
+        futures: list[Future[list[PairOutcome]] | None] = [
+            pool.submit(work, chunk) for chunk in chunks[:workers]
+        ]
         for index in range(len(chunks)):
-            outcomes = futures[index].result()
+            future = futures[index]
+            assert future is not None  # each index is consumed once, in order
+            outcomes = future.result()
             futures[index] = None  # let the chunk's outcomes go once consumed
             if index + workers < len(chunks):
                 futures.append(pool.submit(work, chunks[index + workers]))

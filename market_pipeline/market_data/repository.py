@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,9 +101,10 @@ class MarketDataRepository:
         for col in columns:
             frame[col] = frame[col].astype(np.float64)
         out: dict[Pair, pd.DataFrame] = {}
-        for (symbol, timeframe), group in frame.groupby(["symbol", "timeframe"], sort=False):
-            if (symbol, timeframe) in wanted:
-                out[(symbol, timeframe)] = group.drop(columns=["symbol", "timeframe"]).reset_index(
+        for key, group in frame.groupby(["symbol", "timeframe"], sort=False):
+            pair = (str(key[0]), str(key[1]))
+            if pair in wanted:
+                out[pair] = group.drop(columns=["symbol", "timeframe"]).reset_index(
                     drop=True
                 )
         return out
@@ -203,6 +205,7 @@ class MarketDataRepository:
         )
         written: dict[Pair, int] = {}
         raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection  # sqlite3: counts the rows each write changed
         try:
             cursor = raw.cursor()
             for (symbol, timeframe), frame in frames.items():
@@ -211,9 +214,9 @@ class MarketDataRepository:
                 cells = values.astype(object)
                 cells[~np.isfinite(values)] = None
                 rows = [(symbol, timeframe, ts, *vals) for ts, vals in zip(ts_text, cells.tolist())]
-                before = raw.driver_connection.total_changes
+                before = driver.total_changes
                 cursor.executemany(statement, rows)
-                written[(symbol, timeframe)] = raw.driver_connection.total_changes - before
+                written[(symbol, timeframe)] = driver.total_changes - before
             raw.commit()
         except Exception:
             raw.rollback()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from market_pipeline.config.settings import Settings, normalize_db_url
+from market_pipeline.config.settings import Settings
+from market_pipeline.database.engine import normalize_db_url
 
 
 def test_defaults_put_everything_under_the_git_ignored_home_of_the_checkout():
