@@ -60,6 +60,7 @@ from dagster import DagsterEventType, DagsterRunStatus
 
 from market_pipeline.domain.alerts import format_alert
 from market_pipeline.domain.identifiers import canonical_uuid
+from market_pipeline.domain.reports import Alert
 from market_pipeline.domain.names import (
     BACKFILL_TAG,
     MARKET_DATA_ASSETS,
@@ -75,7 +76,6 @@ from market_pipeline.domain.names import (
     TRIGGER_TAG,
     Metadata,
 )
-from market_pipeline.domain.reports import Alert
 from market_pipeline.observability.store import ObservabilityStore
 
 log = logging.getLogger(__name__)
