@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-smoke validate serve dev clean-data
+.PHONY: demo test lint bench bench-smoke validate serve dev clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# What .ci/run checks besides the tests: lint, formatting, types (strict on the domain layer) and
+# the layer contracts of pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check market_pipeline market_pipeline_tests bench
+	$(BIN)/ruff format --check market_pipeline market_pipeline_tests bench
+	$(BIN)/mypy market_pipeline
+	$(BIN)/lint-imports
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
