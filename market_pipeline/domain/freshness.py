@@ -48,7 +48,12 @@ def freshness_status(
         raise TypeError(f"data_point_count must be an int, got {type(data_point_count).__name__}")
     if data_point_count < 0:
         raise ValueError(f"data_point_count must be >= 0, got {data_point_count}")
-    seconds = staleness_seconds(last_computed_at, now)
+    return status_for(staleness_seconds(last_computed_at, now), data_point_count)
+
+
+def status_for(seconds: float | None, data_point_count: int) -> str:
+    """The status of a pair from checked values: its staleness (``None`` when never computed)
+    and its data point count. The rule itself, for callers that have both at hand."""
     if seconds is None or data_point_count == 0:
         return "missing"
     return status_for_staleness(seconds)

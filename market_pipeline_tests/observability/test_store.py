@@ -22,14 +22,13 @@ from market_pipeline.database.tables import (
 )
 from market_pipeline.domain.freshness import NO_EXECUTION_REASON, freshness_status
 from market_pipeline.domain.identifiers import MalformedIdError
-from market_pipeline.domain.timestamps import NaiveDatetimeError
+from market_pipeline.domain.timestamps import NaiveDatetimeError, format_utc
 from market_pipeline.observability.store import (
     MAX_ERROR_LENGTH,
     MAX_LIMIT,
     ObservabilityStore,
     UnknownExecutionError,
     sanitize_error_message,
-    to_json_ready,
 )
 from market_pipeline_tests.support.postgres import migrated_engine
 
@@ -1001,7 +1000,7 @@ def test_staleness_report_has_the_spec_shape(store):
         "data_point_count": 250,
     }
     assert report["by_status"]["missing"] == []
-    json.dumps(to_json_ready(report))
+    json.dumps(store.get_feature_staleness_report().model_dump(mode="json"))
 
 
 def test_staleness_is_computed_at_read_time_not_taken_from_the_cache(engine, store, clock):
@@ -1330,20 +1329,13 @@ def test_success_rate_is_rounded_to_one_decimal(store):
 # -- JSON ----------------------------------------------------------------------------------------
 
 
-def test_to_json_ready_formats_like_the_spec():
-    value = {
-        "at": datetime(2024, 11, 13, 19, 30, 0, 987654, tzinfo=UTC),
-        "tokyo": datetime(2024, 11, 14, 4, 30, tzinfo=TOKYO),
-        "nested": [{"id": uuid.UUID(int=1)}, (None, 1.5)],
-    }
-    assert to_json_ready(value) == {
-        "at": "2024-11-13T19:30:00Z",
-        "tokyo": "2024-11-13T19:30:00Z",
-        "nested": [{"id": "00000000-0000-0000-0000-000000000001"}, [None, 1.5]],
-    }
-    assert to_json_ready(value["at"], timespec="microseconds") == "2024-11-13T19:30:00.987654Z"
+def test_timestamps_format_like_the_spec():
+    at = datetime(2024, 11, 13, 19, 30, 0, 987654, tzinfo=UTC)
+    assert format_utc(at) == "2024-11-13T19:30:00Z"
+    assert format_utc(datetime(2024, 11, 14, 4, 30, tzinfo=TOKYO)) == "2024-11-13T19:30:00Z"
+    assert format_utc(at, timespec="microseconds") == "2024-11-13T19:30:00.987654Z"
     with pytest.raises(NaiveDatetimeError):
-        to_json_ready({"at": datetime(2024, 1, 1)})
+        format_utc(datetime(2024, 1, 1))
 
 
 def test_every_report_survives_json(store):
@@ -1353,9 +1345,9 @@ def test_every_report_survives_json(store):
     )
     seed_freshness(store, {("AAPL", "1d"): 5, ("NONE", "1d"): None})
     for body in (
-        store.get_scheduler_health().model_dump(),
-        store.get_feature_staleness_report().model_dump(),
-        store.get_execution_history().model_dump(),
+        store.get_scheduler_health().model_dump(mode="json"),
+        store.get_feature_staleness_report().model_dump(mode="json"),
+        store.get_execution_history().model_dump(mode="json"),
     ):
-        text = json.dumps(to_json_ready(body))
+        text = json.dumps(body)
         assert "2024-11-13T19:30:00Z" in text
