@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import time
 import uuid
@@ -18,8 +19,17 @@ import pytest
 import requests
 
 from market_pipeline.api.app import ROUTES, create_app
+from market_pipeline.api.openapi import component_schemas
+from market_pipeline.api.responses import render_json
+from market_pipeline.api.schemas import Error, HealthProbe, Liveness, Readiness
+from market_pipeline.domain.reports import ExecutionHistory, SchedulerHealth, StalenessReport
 from market_pipeline.observability.store import MAX_LIMIT, ObservabilityStore
-from market_pipeline_tests.support.api import http, running_server, settings_for_store
+from market_pipeline_tests.support.api import (
+    SPEC_PYTHON_EXAMPLE,
+    http,
+    running_server,
+    settings_for_store,
+)
 
 Z_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -228,21 +238,6 @@ def test_limit_at_the_documented_cap_is_served(api):
         assert response.status_code == 200, response.text
 
 
-SPEC_PYTHON_EXAMPLE = """
-import requests
-
-# Get health status
-health = requests.get("http://localhost:8000/api/v1/admin/scheduler-health").json()
-
-if health["status"] == "degraded":
-    print(f"⚠️ {health['stale_features_count']} features are stale")
-    for failure in health["recent_failures"]:
-        print(f"  ❌ {failure['symbol']}/{failure['timeframe']}: {failure['error']}")
-
-# Get staleness breakdown
-staleness = requests.get("http://localhost:8000/api/v1/admin/features/staleness").json()
-print(f"Feature Status: {staleness['summary']}")
-"""
 """PHASE_1_OBSERVABILITY.md, "How to Use", 4. Python Example, verbatim."""
 
 
@@ -350,3 +345,31 @@ def test_the_cache_keeps_a_bounded_number_of_answers(store, db_url, tmp_path):
             assert http.get(f"{url}/api/v1/admin/features/staleness?limit={limit}").is_success
 
     assert len(app.state.cache._entries) == app.state.cache.max_entries
+
+
+def test_the_documented_schemas_are_the_models_of_the_bodies_served(api):
+    """A field added to a model shows up in the document: both come from the same classes."""
+    document = http.get(f"{api.url}/openapi.json").json()
+    assert document["components"]["schemas"] == component_schemas()
+    assert {"SchedulerHealth", "FreshnessItem", "Execution", "HealthProbe", "Error"} <= set(
+        document["components"]["schemas"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/api/v1/admin/scheduler-health", SchedulerHealth),
+        ("/api/v1/admin/features/staleness", StalenessReport),
+        ("/api/v1/admin/scheduler/execution-history", ExecutionHistory),
+        ("/healthz", HealthProbe),
+        ("/readyz", Readiness),
+        ("/livez", Liveness),
+        ("/api/v1/admin/nowhere", Error),
+    ],
+)
+def test_every_answer_is_an_instance_of_its_documented_model(api, path, model):
+    response = http.get(f"{api.url}{path}")
+    parsed = model.model_validate_json(response.content)
+    # Readiness leaves out the fields that do not apply (checks when failing, error when ready).
+    assert json.loads(render_json(parsed, exclude_none=model is Readiness)) == response.json()

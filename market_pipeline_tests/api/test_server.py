@@ -18,8 +18,7 @@ import pytest
 from market_pipeline.api.server import PublicWithoutTokenError, check_exposure, is_loopback
 from market_pipeline.config.settings import Settings
 from market_pipeline.observability.store import ObservabilityStore
-from market_pipeline_tests.api.test_api import SPEC_PYTHON_EXAMPLE
-from market_pipeline_tests.support.api import TOKEN, http, seed_degraded
+from market_pipeline_tests.support.api import SPEC_PYTHON_EXAMPLE, TOKEN, http, seed_degraded
 
 UNIVERSE_YAML = """\
 description: admin API test universe

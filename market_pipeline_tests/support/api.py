@@ -240,3 +240,21 @@ def _dechunk(body: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2 :]
     return out
+
+
+SPEC_PYTHON_EXAMPLE = """
+import requests
+
+# Get health status
+health = requests.get("http://localhost:8000/api/v1/admin/scheduler-health").json()
+
+if health["status"] == "degraded":
+    print(f"⚠️ {health['stale_features_count']} features are stale")
+    for failure in health["recent_failures"]:
+        print(f"  ❌ {failure['symbol']}/{failure['timeframe']}: {failure['error']}")
+
+# Get staleness breakdown
+staleness = requests.get("http://localhost:8000/api/v1/admin/features/staleness").json()
+print(f"Feature Status: {staleness['summary']}")
+"""
+"""The spec's "Python Example", verbatim but for the URL."""

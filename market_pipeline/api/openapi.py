@@ -1,0 +1,199 @@
+"""The OpenAPI 3.1 document, its schemas generated from the very models the endpoints serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from market_pipeline.api.paths import (
+    API_TITLE,
+    API_VERSION,
+    HEALTH_PATH,
+    HEALTH_PROBE_PATH,
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_PATH,
+    LIVENESS_PATH,
+    MAX_QUERY_BYTES,
+    OPENAPI_PATH,
+    READINESS_PATH,
+    STALENESS_DEFAULT_LIMIT,
+    STALENESS_PATH,
+)
+from market_pipeline.api.schemas import Error, HealthProbe, Liveness, Readiness
+from market_pipeline.domain.reports import (
+    MAX_LIMIT,
+    ExecutionHistory,
+    SchedulerHealth,
+    StalenessReport,
+)
+
+BODY_MODELS: tuple[type[BaseModel], ...] = (
+    SchedulerHealth,
+    StalenessReport,
+    ExecutionHistory,
+    HealthProbe,
+    Readiness,
+    Liveness,
+    Error,
+)
+"""Every body the API serves; their parts (LastExecution, FreshnessItem, ...) come along."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One ``GET`` of the document: what it answers and how it can fail."""
+
+    operation_id: str
+    summary: str
+    ok: str  # schema name of the 200 body
+    ok_description: str
+    admin: bool  # token-protected, and a 503 when the database cannot be reached
+    limit: tuple[int, str] | None = None  # (default, what it limits)
+    unavailable: dict[str, Any] | None = None  # a 503 of its own
+
+
+_NOT_READY = {"description": "not ready", "schema": "Readiness"}
+_DEGRADED = {
+    "description": "degraded (HealthProbe) or the database is unreachable (Error)",
+    "schema": {
+        "anyOf": [
+            {"$ref": "#/components/schemas/HealthProbe"},
+            {"$ref": "#/components/schemas/Error"},
+        ]
+    },
+}
+OPERATIONS: dict[str, Operation] = {
+    HEALTH_PATH: Operation(
+        "getSchedulerHealth",
+        "Scheduler health: last execution, stale features, recent failures",
+        "SchedulerHealth",
+        "health, degraded or not",
+        admin=True,
+    ),
+    STALENESS_PATH: Operation(
+        "getFeatureStaleness",
+        "Feature freshness report: summary and pairs by status",
+        "StalenessReport",
+        "the report",
+        admin=True,
+        limit=(STALENESS_DEFAULT_LIMIT, "most pairs listed per status"),
+    ),
+    HISTORY_PATH: Operation(
+        "getExecutionHistory",
+        "Recent scheduler executions, newest first",
+        "ExecutionHistory",
+        "the executions",
+        admin=True,
+        limit=(HISTORY_DEFAULT_LIMIT, "most executions listed"),
+    ),
+    HEALTH_PROBE_PATH: Operation(
+        "probeSchedulerHealth",
+        "Scheduler health as a status code: 200 healthy, 503 degraded",
+        "HealthProbe",
+        "healthy",
+        admin=True,
+        unavailable=_DEGRADED,
+    ),
+    READINESS_PATH: Operation(
+        "probeReadiness",
+        "Readiness: the database answers and its schema is current",
+        "Readiness",
+        "ready",
+        admin=False,
+        unavailable=_NOT_READY,
+    ),
+    LIVENESS_PATH: Operation(
+        "probeLiveness", "Liveness: the process serves HTTP", "Liveness", "alive", admin=False
+    ),
+    OPENAPI_PATH: Operation("getOpenApi", "This document", "OpenAPI", "OpenAPI 3.1", admin=False),
+}
+
+
+def component_schemas() -> dict[str, Any]:
+    """The JSON schemas of :data:`BODY_MODELS` and their parts, as OpenAPI components."""
+    _, top = models_json_schema(
+        [(model, "serialization") for model in BODY_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    return {**top["$defs"], "OpenAPI": {"type": "object"}}
+
+
+def _content(schema: str | dict[str, Any]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
+    return {"content": {"application/json": {"schema": ref}}}
+
+
+def _responses(operation: Operation, token_required: bool) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {"description": operation.ok_description, **_content(operation.ok)},
+        "400": {
+            "description": "malformed query (unknown or repeated parameter)",
+            **_content("Error"),
+        },
+        "414": {
+            "description": f"query string longer than {MAX_QUERY_BYTES} bytes",
+            **_content("Error"),
+        },
+    }
+    if operation.admin:
+        responses["503"] = {"description": "the database cannot be reached", **_content("Error")}
+        if token_required:
+            responses["401"] = {"description": "missing or wrong bearer token", **_content("Error")}
+    if operation.unavailable is not None:
+        unavailable = operation.unavailable
+        responses["503"] = {
+            "description": unavailable["description"],
+            **_content(unavailable["schema"]),
+        }
+    return responses
+
+
+def _operation(operation: Operation, token_required: bool) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "responses": _responses(operation, token_required),
+        "security": [{"bearerAuth": []}] if operation.admin and token_required else [],
+    }
+    if operation.limit is not None:
+        default, what = operation.limit
+        document["parameters"] = [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": f"{what}; at most {MAX_LIMIT}",
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_LIMIT,
+                    "default": default,
+                },
+            }
+        ]
+    return document
+
+
+def openapi_spec(paths: list[str], *, token_required: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``paths`` (every served route); admin routes declare bearer
+    auth when ``token_required``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": API_TITLE,
+            "version": API_VERSION,
+            "description": (
+                "Scheduler observability of market_pipeline (PHASE_1_OBSERVABILITY.md). "
+                f"limit is an integer from 1 to {MAX_LIMIT}; errors are JSON "
+                '{"error": code, "detail": message}.'
+            ),
+        },
+        "paths": {path: {"get": _operation(OPERATIONS[path], token_required)} for path in paths},
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
