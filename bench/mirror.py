@@ -46,14 +46,12 @@ from market_pipeline.defs.observability_sensors import SensorIntervals
 from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.domain.names import MARKET_DATA_JOB
 from market_pipeline.instance_storage.postgres import storage_config
-from market_pipeline.observability.mirror import reconcile_instance
+from market_pipeline.observability.mirror import MIRRORED_EVENT_TYPES, reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
 
 TIMEFRAMES = ("1h", "1d")
-try:  # the event types the projection reads; all of a run's events if the name moves
-    from market_pipeline.observability.mirror import _EVENT_TYPES as MIRROR_EVENT_TYPES
-except ImportError:  # pragma: no cover
-    MIRROR_EVENT_TYPES = None
+MIRROR_EVENT_TYPES = set(MIRRORED_EVENT_TYPES)
+"""The event types the projection reads: the floor reads the same."""
 
 
 def replay_runs(instance_url: str, run_ids: list[str], copies: int) -> None:

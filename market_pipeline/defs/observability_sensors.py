@@ -1,10 +1,12 @@
-"""Sensors that mirror every market-data run into the observability tables and keep freshness current.
+"""Sensors that mirror every market-data run into the observability tables and keep freshness
+current.
 
 Four run-status sensors (started, success, failure, canceled) project a run as soon as Dagster
 records the change; they watch every code location and runs started from the command line
 (``monitor_all_code_locations``). Dagster may still skip a run (first tick, an error, the daemon
 down, a backlog), so ``mirror_reconcile_sensor`` walks the instance's run records every minute and
-repairs whatever is missing; both use :mod:`market_pipeline.observability.mirror`, whose writes are idempotent.
+repairs whatever is missing; both use :mod:`market_pipeline.observability.mirror`, whose
+writes are idempotent.
 The sensor functions catch every exception and return ``None`` (a return value would make Dagster
 process only one run per tick): a database error is logged and left to the reconciler.
 """
@@ -64,57 +66,57 @@ def _mirror_from_sensor(
         )
 
 
-def build_observability_sensors(intervals: SensorIntervals | None = None) -> list:
-    """The mirror's run-status sensors, the reconcile sensor and the freshness refresh sensor."""
-    every = intervals or SensorIntervals()
-    sensors = []
-    for status, name, doc in (
-        (
-            dg.DagsterRunStatus.STARTED,
-            "mirror_run_started_sensor",
-            "Records a started market-data run as running in scheduler_execution_log.",
-        ),
-        (
-            dg.DagsterRunStatus.SUCCESS,
-            "mirror_run_success_sensor",
-            "Mirrors a succeeded market-data run into the four observability tables.",
-        ),
-        (
-            dg.DagsterRunStatus.FAILURE,
-            "mirror_run_failure_sensor",
-            "Mirrors a failed market-data run, with each failed pair's real error, into the "
-            + "observability tables.",
-        ),
-        (
-            dg.DagsterRunStatus.CANCELED,
-            "mirror_run_canceled_sensor",
-            "Mirrors a canceled market-data run into the observability tables as failed.",
-        ),
-    ):
+_RUN_STATUS_SENSORS = (
+    (
+        dg.DagsterRunStatus.STARTED,
+        "mirror_run_started_sensor",
+        "Records a started market-data run as running in scheduler_execution_log.",
+    ),
+    (
+        dg.DagsterRunStatus.SUCCESS,
+        "mirror_run_success_sensor",
+        "Mirrors a succeeded market-data run into the four observability tables.",
+    ),
+    (
+        dg.DagsterRunStatus.FAILURE,
+        "mirror_run_failure_sensor",
+        "Mirrors a failed market-data run, with each failed pair's real error, into the "
+        "observability tables.",
+    ),
+    (
+        dg.DagsterRunStatus.CANCELED,
+        "mirror_run_canceled_sensor",
+        "Mirrors a canceled market-data run into the observability tables as failed.",
+    ),
+)
 
-        def _fn(
-            context: dg.RunStatusSensorContext,
-            database: DatabaseResource,
-            market_data: MarketDataResource,
-        ) -> None:
-            return _mirror_from_sensor(context, database, market_data)
 
-        sensors.append(
-            dg.run_status_sensor(
-                run_status=status,
-                name=name,
-                description=doc,
-                minimum_interval_seconds=every.run_status,
-                monitor_all_code_locations=True,
-                default_status=dg.DefaultSensorStatus.RUNNING,
-            )(_fn)
-        )
+def _run_status_sensor(
+    status: dg.DagsterRunStatus, name: str, description: str, interval: int
+) -> dg.RunStatusSensorDefinition:
+    def mirror(
+        context: dg.RunStatusSensorContext,
+        database: DatabaseResource,
+        market_data: MarketDataResource,
+    ) -> None:
+        return _mirror_from_sensor(context, database, market_data)
 
+    return dg.run_status_sensor(
+        run_status=status,
+        name=name,
+        description=description,
+        minimum_interval_seconds=interval,
+        monitor_all_code_locations=True,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )(mirror)
+
+
+def _reconcile_sensor(interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="mirror_reconcile_sensor",
         description="Repairs the run mirror: projects every Dagster run not yet mirrored in its "
         "final state.",
-        minimum_interval_seconds=every.reconcile,
+        minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def mirror_reconcile_sensor(
@@ -122,7 +124,7 @@ def build_observability_sensors(intervals: SensorIntervals | None = None) -> lis
         database: DatabaseResource,
         market_data: MarketDataResource,
     ) -> dg.SkipReason:
-        """Repairs the run mirror: projects every Dagster run not yet mirrored in its final state."""
+        """Repairs the run mirror: projects every run not yet mirrored in its final state."""
         try:
             summary = reconcile_instance(
                 context.instance,
@@ -135,10 +137,14 @@ def build_observability_sensors(intervals: SensorIntervals | None = None) -> lis
             return dg.SkipReason(f"reconcile failed, retrying later: {type(exc).__name__}: {exc}")
         return dg.SkipReason(f"reconciled: {summary}")
 
+    return mirror_reconcile_sensor
+
+
+def _freshness_sensor(interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="freshness_refresh_sensor",
         description="Recomputes feature_freshness status and staleness so pairs age without runs.",
-        minimum_interval_seconds=every.freshness,
+        minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def freshness_refresh_sensor(
@@ -160,4 +166,16 @@ def build_observability_sensors(intervals: SensorIntervals | None = None) -> lis
             f"{summary.missing_count} missing of {summary.total_monitored}"
         )
 
-    return [*sensors, mirror_reconcile_sensor, freshness_refresh_sensor]
+    return freshness_refresh_sensor
+
+
+def build_observability_sensors(
+    intervals: SensorIntervals | None = None,
+) -> list[dg.SensorDefinition]:
+    """The mirror's run-status sensors, the reconcile sensor and the freshness refresh sensor."""
+    every = intervals or SensorIntervals()
+    return [
+        *(_run_status_sensor(*spec, every.run_status) for spec in _RUN_STATUS_SENSORS),
+        _reconcile_sensor(every.reconcile),
+        _freshness_sensor(every.freshness),
+    ]

@@ -10,6 +10,7 @@ from market_pipeline.definitions import build_definitions
 from market_pipeline.domain.names import HEALTH_TAG, REPORT_JOB
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
+from market_pipeline_tests.support.universes import asset_classes_of
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 
@@ -26,7 +27,7 @@ def test_the_report_says_why_the_system_is_degraded(settings, engine):
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL", "BADCO"], timeframes=["1d"], instance=instance)
-        reconcile_instance(instance, ObservabilityStore(engine))
+        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings))
         result, metadata, messages = _report_run(defs, instance)
         tags = instance.get_run_by_id(result.run_id).tags
     assert result.output_for_node("scheduler_health_report") == "degraded"
@@ -47,7 +48,7 @@ def test_the_report_of_a_healthy_system_names_no_reason(settings, engine):
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL", "BTC-USD"], instance=instance)
         # BADCO's pairs are expected but never computed: degraded until it is taken out.
-        reconcile_instance(instance, ObservabilityStore(engine))
+        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings))
         _, degraded, _ = _report_run(defs, instance)
         assert degraded["reasons"].value == "2 feature pairs are missing (never computed)"
         healthy_defs = build_definitions(_without_badco(settings))

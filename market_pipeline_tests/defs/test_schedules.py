@@ -13,7 +13,7 @@ from market_pipeline.definitions import build_definitions
 from market_pipeline.domain.names import MARKET_DATA_JOB
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
-from market_pipeline_tests.support.universes import write_universe
+from market_pipeline_tests.support.universes import asset_classes_of, write_universe
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 
@@ -74,7 +74,7 @@ def test_the_intraday_run_refreshes_exactly_the_short_timeframes_and_is_mirrored
             for e in result.all_events
             if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
         }
-        reconcile_instance(instance, ObservabilityStore(engine))
+        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(intraday_settings))
     assert materialized == {"AAPL|5m", "BTC-USD|5m"}  # BADCO|5m failed; no 1h or 1d pair
     with engine.connect() as conn:
         row = conn.execute(

@@ -12,6 +12,7 @@ from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.definitions import build_definitions
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
+from market_pipeline_tests.support.universes import asset_classes_of
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 
@@ -76,7 +77,7 @@ def test_a_database_error_is_logged_not_raised_and_the_reconciler_repairs_it(
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE scs_away RENAME TO symbol_computation_status"))
         store = ObservabilityStore(engine)
-        summary = reconcile_instance(instance, store)
+        summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
     assert summary.mirrored == 1
     assert _status(engine) == ["completed"]
     assert _count(engine, "symbol_computation_status") == 6

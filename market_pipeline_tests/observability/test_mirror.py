@@ -19,8 +19,8 @@ from market_pipeline.config.settings import Settings
 from market_pipeline.config.universe_file import load_universe
 from market_pipeline.definitions import build_definitions
 from market_pipeline.defs.report_job import scheduler_health_report_job
-from market_pipeline.domain.names import MARKET_DATA_JOB, RANGE_END_TAG, RANGE_START_TAG
 from market_pipeline.domain.alerts import REPEATED_FAILURE_MESSAGE
+from market_pipeline.domain.names import MARKET_DATA_JOB, RANGE_END_TAG, RANGE_START_TAG
 from market_pipeline.observability.mirror import (
     DEFAULT_WATERMARK_NAME,
     apply_projection,
@@ -28,7 +28,7 @@ from market_pipeline.observability.mirror import (
     reconcile_instance,
 )
 from market_pipeline.observability.store import ObservabilityStore
-from market_pipeline_tests.support.universes import write_universe
+from market_pipeline_tests.support.universes import asset_classes_of, write_universe
 
 
 def _store(engine, settings: Settings, threshold: int = 3) -> ObservabilityStore:
@@ -69,7 +69,7 @@ def test_a_run_with_one_failing_symbol_is_completed_with_that_symbol_failed(
         assert len(backfill.run_ids) == 1
         run_id = backfill.run_ids[0]
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
-        summary = reconcile_instance(instance, _store(engine, settings))
+        summary = reconcile_instance(instance, _store(engine, settings), asset_classes=asset_classes_of(settings))
     assert summary.mirrored == 1 and summary.errors == 0
 
     [execution] = _rows(engine, "scheduler_execution_log")
@@ -116,12 +116,12 @@ def test_mirroring_a_run_again_doubles_nothing(engine, settings):
     with dg.instance_for_test() as instance:
         run_backfill(settings, instance=instance)
         store = _store(engine, settings)
-        reconcile_instance(instance, store)
+        reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         before = _counts(engine)
         failures_before = _rows(engine, "feature_computation_failures", "ORDER BY id")
-        again = reconcile_instance(instance, store, full=True)
+        again = reconcile_instance(instance, store, full=True, asset_classes=asset_classes_of(settings))
         for run in instance.get_run_records():
-            apply_projection(store, project_run(instance, run))
+            apply_projection(store, project_run(instance, run), asset_classes=asset_classes_of(settings))
     assert again.mirrored == 1
     assert _counts(engine) == before
     assert _rows(engine, "feature_computation_failures", "ORDER BY id") == failures_before
@@ -132,7 +132,7 @@ def test_repeated_failures_count_up_and_alert_at_the_threshold(engine, settings,
     with dg.instance_for_test() as instance, caplog.at_level(logging.ERROR):
         for _ in range(3):
             run_backfill(settings, symbols=["BADCO"], timeframes=["1d"], instance=instance)
-            reconcile_instance(instance, store)
+            reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
     [failure] = _rows(engine, "feature_computation_failures")
     assert failure["retry_count"] == 2 and not failure["resolved"]
     [execution] = _rows(engine, "scheduler_execution_log", "ORDER BY started_at DESC LIMIT 1")
@@ -151,7 +151,7 @@ def test_a_later_success_resolves_the_failure(engine, settings, tmp_path):
     store = _store(engine, settings)
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["BADCO"], instance=instance)
-        reconcile_instance(instance, store)
+        reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         write_universe(
             settings.universe_path,
             [("AAPL", "equity"), ("BADCO", "equity"), ("BTC-USD", "crypto")],
@@ -160,7 +160,7 @@ def test_a_later_success_resolves_the_failure(engine, settings, tmp_path):
         )
         fixed = run_backfill(settings, symbols=["BADCO"], instance=instance)
         assert fixed.success
-        reconcile_instance(instance, store)
+        reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
     failures = _rows(engine, "feature_computation_failures")
     assert len(failures) == 2
     assert all(f["resolved"] for f in failures)
@@ -179,7 +179,7 @@ def test_a_run_failing_as_a_whole_is_failed_with_the_underlying_error(engine, se
     with dg.instance_for_test() as instance:
         result = run_backfill(broken, instance=instance)
         projection = project_run(instance, result.run_ids[0])
-        apply_projection(_store(engine, settings), projection)
+        apply_projection(_store(engine, settings), projection, asset_classes=asset_classes_of(settings))
     assert projection.status == "failed"
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["status"] == "failed"
@@ -203,7 +203,7 @@ def test_a_started_run_is_running_and_a_canceled_one_failed_without_failures(eng
     with dg.instance_for_test() as instance:
         run = _created_run(instance, settings, dg.DagsterRunStatus.STARTED)
         running = project_run(instance, run.run_id)
-        apply_projection(store, running)
+        apply_projection(store, running, asset_classes=asset_classes_of(settings))
         [execution] = _rows(engine, "scheduler_execution_log")
         assert execution["status"] == "running" and execution["total_symbols"] == 3
         statuses = _rows(engine, "symbol_computation_status")
@@ -211,8 +211,8 @@ def test_a_started_run_is_running_and_a_canceled_one_failed_without_failures(eng
 
         instance.report_run_canceled(instance.get_run_by_id(run.run_id))
         canceled = project_run(instance, run.run_id)
-        apply_projection(store, canceled)
-        apply_projection(store, running)  # a late STARTED delivery must not reopen the run
+        apply_projection(store, canceled, asset_classes=asset_classes_of(settings))
+        apply_projection(store, running, asset_classes=asset_classes_of(settings))  # a late STARTED delivery must not reopen the run
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["status"] == "failed"
     assert execution["error_message"].startswith("run canceled")
@@ -230,7 +230,7 @@ def test_queued_runs_and_other_jobs_are_not_mirrored(engine, settings):
             instance=instance,
             resources=build_definitions(settings).resources,
         )
-        summary = reconcile_instance(instance, store)
+        summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
     assert (summary.scanned, summary.not_started, summary.not_ours) == (2, 1, 1)
     assert _counts(engine)["scheduler_execution_log"] == 0
 
@@ -241,7 +241,7 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
     store = _store(engine, settings)
     with dg.instance_for_test() as instance:
         first = run_backfill(settings, symbols=["AAPL"], instance=instance)
-        summary = reconcile_instance(instance, store)
+        summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         mark = store.mirror_watermark(DEFAULT_WATERMARK_NAME)
         assert summary.mirrored == 1 and mark is not None
 
@@ -256,14 +256,14 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
             return real(rows)
 
         monkeypatch.setattr(store, "log_symbol_computation_statuses", fail_for_second)
-        summary = reconcile_instance(instance, store)
+        summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         assert (summary.mirrored, summary.errors, summary.already_mirrored) == (1, 1, 1)
         # The watermark stays before the run that failed to mirror...
         assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) < instance.get_run_record_by_id(
             second.run_ids[0]
         ).update_timestamp
         monkeypatch.undo()
-        summary = reconcile_instance(instance, store)
+        summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         assert summary.mirrored == 1 and summary.errors == 0
         assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) >= instance.get_run_record_by_id(
             third.run_ids[0]
@@ -277,14 +277,14 @@ def test_reconcile_since_reaches_back_before_the_watermark(engine, settings):
     store = _store(engine, settings)
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL"], instance=instance)
-        reconcile_instance(instance, store)
+        reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         with store.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM symbol_computation_status"))
             conn.execute(sa.text("DELETE FROM scheduler_execution_log"))
-        behind = reconcile_instance(instance, store, overlap=timedelta(0))
+        behind = reconcile_instance(instance, store, overlap=timedelta(0), asset_classes=asset_classes_of(settings))
         assert behind.mirrored == 0  # the run is behind the watermark
         since = datetime.now(UTC) - timedelta(hours=1)
-        assert reconcile_instance(instance, store, since=since).mirrored == 1
+        assert reconcile_instance(instance, store, since=since, asset_classes=asset_classes_of(settings)).mirrored == 1
     assert _counts(engine)["symbol_computation_status"] == 2
 
 
@@ -292,6 +292,6 @@ def test_reconcile_since_reaches_back_before_the_watermark(engine, settings):
 def test_the_trigger_tag_is_recorded(engine, settings, trigger):
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL"], instance=instance, trigger=trigger)
-        reconcile_instance(instance, _store(engine, settings))
+        reconcile_instance(instance, _store(engine, settings), asset_classes=asset_classes_of(settings))
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["run_trigger"] == trigger

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from market_pipeline.config.settings import Settings
+from market_pipeline.config.universe_file import load_universe
+
 
 def write_universe(
     path: Path,
@@ -24,3 +27,9 @@ def write_universe(
         )
     )
     return path
+
+
+def asset_classes_of(settings: Settings) -> dict[str, str]:
+    """symbol -> asset class of the universe ``settings`` names, as the mirror needs them."""
+    universe = load_universe(settings.universe_path)
+    return {symbol: universe.asset_class_of(symbol) for symbol in universe.symbol_names}
