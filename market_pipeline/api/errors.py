@@ -65,7 +65,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
             headers={"Allow": allowed},
         )
     return error_response(
-        exc.status_code, "bad_request", str(exc.detail)[:200], headers=exc.headers
+        exc.status_code, "bad_request", str(exc.detail)[:200], headers=dict(exc.headers or {})
     )
 
 

@@ -178,14 +178,15 @@ def monitored_source(ctx: StoreContext) -> tuple[Any, Any, Any, Any, Any, Any]:
     one parameter whatever the universe size, so the statement is cached) LEFT JOINed to the
     table, so a pair without a row is ``missing``; without, every row of the table."""
     t = freshness_t
+    last = t.c.last_computed_at
     if ctx.monitored is None:
-        last, count = t.c.last_computed_at, t.c.data_point_count
+        count = t.c.data_point_count
         return t, t.c.symbol, t.c.timeframe, last, count, status_sql(last, count)
     pairs = _monitored_pairs(postgres=ctx.sql.is_postgres)
     symbol, timeframe = pairs.c.symbol, pairs.c.timeframe
     source = pairs.outerjoin(t, sa.and_(t.c.symbol == symbol, t.c.timeframe == timeframe))
-    last, count = t.c.last_computed_at, sa.func.coalesce(t.c.data_point_count, 0)
-    return source, symbol, timeframe, last, count, status_sql(last, count)
+    count_or_zero = sa.func.coalesce(t.c.data_point_count, 0)
+    return source, symbol, timeframe, last, count_or_zero, status_sql(last, count_or_zero)
 
 
 def _monitored_pairs(*, postgres: bool) -> Any:
