@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} ...", flush=True)
         start = time.perf_counter()
         try:
-            module = importlib.import_module(f"bench.{name}")
+            module = importlib.import_module(f"bench.cases.{name}")
             for result in module.run(smoke=args.smoke):
                 result.case = name
                 results.append(result)

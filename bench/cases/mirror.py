@@ -28,7 +28,7 @@ import dagster as dg
 import sqlalchemy as sa
 import yaml
 
-from bench.backfill import dagster_logs_to, postgres_instance
+from bench.cases.backfill import dagster_logs_to, postgres_instance
 from bench.common import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,

@@ -32,7 +32,7 @@ from bench.common import (
     percentile,
     write_universe,
 )
-from bench.store_ops import TIMEFRAMES, history_database
+from bench.cases.store_ops import TIMEFRAMES, history_database
 
 CLIENTS = 16
 ENDPOINTS = (

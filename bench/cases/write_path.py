@@ -31,7 +31,7 @@ from bench.common import (
     migrated_engine,
     temp_database,
 )
-from bench.features_vs_talib import synthetic_bars
+from bench.data import synthetic_bars
 from market_pipeline.database.tables import BAR_COLUMNS
 from market_pipeline.market_data.pgcopy import PairChunk, build_copy_payload
 from market_pipeline.market_data.repository import MarketDataRepository

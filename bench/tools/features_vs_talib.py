@@ -1,6 +1,6 @@
 """Time market_pipeline.domain.features against TA-Lib on the same bars and print the figures.
 
-Usage: python bench/features_vs_talib.py [--series 500] [--bars 2000] [--timeframe 5m]
+Usage: python -m bench.tools.features_vs_talib [--series 500] [--bars 2000] [--timeframe 5m]
                                          [--asset-class equity] [--repeat 7]
 
 The data is a synthetic geometric random walk with OHLCV bars on a regular intraday grid (equities:
@@ -23,49 +23,13 @@ import numpy as np
 import pandas as pd
 import talib
 
+from bench.data import synthetic_bars
 from market_pipeline.domain.features import (
     FEATURE_COLUMNS,
     compute_features,
     compute_features_many,
     compute_features_stacked,
 )
-from market_pipeline.domain.timeframes import Timeframe
-
-
-def synthetic_bars(
-    n_series: int, n_bars: int, timeframe: str, asset_class: str, seed: int = 0
-) -> list[pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    step = Timeframe.parse(timeframe).seconds
-    if asset_class == "equity" and step < 86400:
-        per_day = int(390 * 60 // step)
-        days = pd.bdate_range(
-            "2024-01-02", periods=-(-n_bars // per_day) + 1, tz="America/New_York"
-        )
-        opens = days + pd.Timedelta(hours=9, minutes=30)
-        utc = opens.tz_convert(None).to_numpy()
-        grid = (utc[:, None] + np.arange(per_day) * np.timedelta64(step, "s")).ravel()
-        ts = pd.DatetimeIndex(grid[:n_bars]).tz_localize("UTC")
-    else:
-        ts = pd.date_range("2024-01-01", periods=n_bars, freq=f"{step}s", tz="UTC")
-    frames = []
-    for _ in range(n_series):
-        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n_bars)))
-        open_ = np.concatenate([[close[0]], close[:-1]])
-        spread = np.abs(rng.normal(0.0, 0.001, n_bars)) * close
-        frames.append(
-            pd.DataFrame(
-                {
-                    "ts": ts,
-                    "open": open_,
-                    "high": np.maximum(open_, close) + spread,
-                    "low": np.minimum(open_, close) - spread,
-                    "close": close,
-                    "volume": rng.integers(0, 10_000, n_bars).astype(np.float64),
-                }
-            )
-        )
-    return frames
 
 
 def measure(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:

@@ -1,7 +1,7 @@
 """Case 4, features: all feature columns over 1M bars in 500 series against TA-Lib.
 
-Data and the TA-Lib side come from ``bench/features_vs_talib.py`` (the features engineer's
-script): 5-minute equity bars on the New York session grid, and TA-Lib called per series (it has
+Data come from ``bench/data.py`` (as for ``bench/tools/features_vs_talib.py``, the stand-alone
+comparison): 5-minute equity bars on the New York session grid, and TA-Lib called per series (it has
 no batched API) for the indicators it has (SMA 20/50, EMA 12/26, RSI 14, MACD, BBANDS, ATR 14,
 OBV). Ours computes all 18 columns, including returns, volatility, session VWAP and z-score, which
 TA-Lib does not, so the comparison favours TA-Lib. Two of our entry points are timed:
@@ -19,7 +19,7 @@ import pandas as pd
 import talib
 
 from bench.common import LOWER_IS_BETTER, Result, interleaved_seconds, median
-from bench.features_vs_talib import synthetic_bars
+from bench.data import synthetic_bars
 from market_pipeline.domain.features import (
     FEATURE_COLUMNS,
     compute_features,

@@ -2,7 +2,7 @@
 
 Run against a server started with ``market-pipeline serve`` (any backend, any data)::
 
-    python bench/api_bench.py --url http://127.0.0.1:8000 --clients 16 --requests 400
+    python -m bench.tools.api_bench --url http://127.0.0.1:8000 --clients 16 --requests 400
 
 Each client is a thread with its own keep-alive connection; every client sends ``--requests``
 requests to each endpoint in turn (round robin over the endpoints). Latency is measured on the

@@ -76,7 +76,7 @@ FLOOR_JOB = "bookkeeping_floor_job"
 SAMPLE_RUNS = 10
 ROUNDS = 3
 """Rounds of floor, ours and floor with checks (each a few seconds to a minute at N = 1,000)."""
-REPO_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 """Folder of this interpreter's console scripts (``dagster``, ``market-pipeline``)."""
 CLI_TIMEOUT_S = 300
