@@ -27,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument(
-        "--only", nargs="+", choices=CASES, metavar="NAME",
+        "--only",
+        nargs="+",
+        choices=CASES,
+        metavar="NAME",
         help=f"run only these cases (of {', '.join(CASES)})",
     )
     parser.add_argument("--output", type=Path, default=LATEST_JSON, help="results JSON file")
     parser.add_argument(
-        "--merge", action="store_true",
+        "--merge",
+        action="store_true",
         help="keep the records of cases not run now from the existing output file (to re-run "
         "one case after a crash; each record keeps its own machine record and time)",
     )

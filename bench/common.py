@@ -87,8 +87,9 @@ def bench_symbols(count: int) -> list[tuple[str, str]]:
     for i in range(count):
         kind = ("equity",) * 8 + ("crypto", "fx")
         asset_class = kind[i % 10]
-        out.append((f"S{i:04d}" + {"equity": "", "crypto": "-USD", "fx": "FX"}[asset_class],
-                    asset_class))
+        out.append(
+            (f"S{i:04d}" + {"equity": "", "crypto": "-USD", "fx": "FX"}[asset_class], asset_class)
+        )
     return out
 
 

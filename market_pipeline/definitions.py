@@ -23,9 +23,9 @@ def _database_url_config(settings: Settings) -> str | dg.EnvVar:
     """The URL as the resource's config: a URL carrying a password that came from the
     environment stays an ``EnvVar`` reference, so the Dagster UI never shows the password."""
     from_env = os.environ.get(DB_URL_ENV)
-    if from_env and normalize_db_url(from_env) == settings.db_url:
-        if make_url(settings.db_url).password is not None:
-            return dg.EnvVar(DB_URL_ENV)
+    same_url = bool(from_env) and normalize_db_url(from_env or "") == settings.db_url
+    if same_url and make_url(settings.db_url).password is not None:
+        return dg.EnvVar(DB_URL_ENV)
     return settings.db_url
 
 

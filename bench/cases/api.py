@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.cases.store_ops import TIMEFRAMES, history_database
 from bench.common import (
     HIGHER_IS_BETTER,
     Result,
@@ -32,7 +33,6 @@ from bench.common import (
     percentile,
     write_universe,
 )
-from bench.cases.store_ops import TIMEFRAMES, history_database
 
 CLIENTS = 16
 ENDPOINTS = (
@@ -119,9 +119,12 @@ def _wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 6
 def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict:
     port = _free_port()
     with open(log, "ab") as sink:
-        proc = subprocess.Popen([*cmd, str(port)] if "-c" in cmd else
-                                [*cmd, "--port", str(port)],
-                                env=env, stdout=sink, stderr=sink)
+        proc = subprocess.Popen(
+            [*cmd, str(port)] if "-c" in cmd else [*cmd, "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+        )
     try:
         _wait_ready(port, proc, log)
         asyncio.run(load(port, BASELINE, 200))  # warm-up: first connections, imports, pools
@@ -148,9 +151,7 @@ def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict
 
 def run(smoke: bool = False) -> list[Result]:
     """Seed the history, serve it twice (cached as shipped, uncached) and load every endpoint."""
-    executions, statuses, failures = (100, 1_000, 1_000) if smoke else (
-        100_000, 1_000_000, 100_000
-    )
+    executions, statuses, failures = (100, 1_000, 1_000) if smoke else (100_000, 1_000_000, 100_000)
     requests = 50 if smoke else 2000
     workdir = Path(tempfile.mkdtemp(prefix="mp_bench_api_"))
     universe = write_universe(
@@ -170,10 +171,14 @@ def run(smoke: bool = False) -> list[Result]:
     servers = {
         "cached (as shipped)": _serve_and_load(
             [str(bin_dir / "market-pipeline"), "serve", "--host", "127.0.0.1"],
-            env, workdir / "serve.log", requests,
+            env,
+            workdir / "serve.log",
+            requests,
         ),
         "uncached": _serve_and_load(
-            [sys.executable, "-c", _UNCACHED_SERVER], env, workdir / "uncached.log",
+            [sys.executable, "-c", _UNCACHED_SERVER],
+            env,
+            workdir / "uncached.log",
             max(50, requests // 2),
         ),
     }
@@ -192,9 +197,15 @@ def run(smoke: bool = False) -> list[Result]:
                     baseline=f"{BASELINE} on the same server, {CLIENTS} clients",
                     baseline_value=floor["rps"],
                     direction=HIGHER_IS_BETTER,
-                    extra={**fig, "clients": CLIENTS, "baseline_p50_ms": floor["p50_ms"],
-                           "baseline_p99_ms": floor["p99_ms"], "executions": executions,
-                           "symbol_status_rows": statuses, "failures": failures},
+                    extra={
+                        **fig,
+                        "clients": CLIENTS,
+                        "baseline_p50_ms": floor["p50_ms"],
+                        "baseline_p99_ms": floor["p99_ms"],
+                        "executions": executions,
+                        "symbol_status_rows": statuses,
+                        "failures": failures,
+                    },
                 )
             )
     return results

@@ -136,8 +136,11 @@ def floor_job(
         for key in context.partition_keys:
             if with_checks:
                 yield dg.AssetCheckEvaluation(
-                    asset_key=OHLCV_BARS_KEY, check_name=BAR_VALIDITY_CHECK, passed=True,
-                    partition=key, severity=dg.AssetCheckSeverity.WARN,
+                    asset_key=OHLCV_BARS_KEY,
+                    check_name=BAR_VALIDITY_CHECK,
+                    passed=True,
+                    partition=key,
+                    severity=dg.AssetCheckSeverity.WARN,
                 )
             yield dg.AssetMaterialization(OHLCV_BARS_KEY, partition=key)
             yield dg.AssetMaterialization(QUANT_FEATURES_KEY, partition=key)
@@ -202,7 +205,10 @@ class CliRun:
         self._sink = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
         self._start = time.perf_counter()
         self._process = subprocess.Popen(
-            [str(BIN_DIR / args[0]), *args[1:]], cwd=REPO_DIR, env=env, stdout=self._sink,
+            [str(BIN_DIR / args[0]), *args[1:]],
+            cwd=REPO_DIR,
+            env=env,
+            stdout=self._sink,
             stderr=subprocess.STDOUT,
         )
 
@@ -218,8 +224,9 @@ class CliRun:
             self._sink.close()
         elapsed = time.perf_counter() - self._start
         if returncode != 0:
-            raise RuntimeError(f"{' '.join(self.args)} exited with {returncode}; "
-                               f"see {self.log_path}")
+            raise RuntimeError(
+                f"{' '.join(self.args)} exited with {returncode}; see {self.log_path}"
+            )
         return elapsed
 
 
@@ -231,9 +238,15 @@ def run_cli(args: list[str], env: dict[str, str], log_path: Path) -> float:
 def materialize_command(key: str) -> list[str]:
     """The command a user types to materialize both assets of one partition."""
     return [
-        "dagster", "asset", "materialize", "-m", "market_pipeline.definitions",
-        "--select", f"{OHLCV_BARS_KEY.to_user_string()},{QUANT_FEATURES_KEY.to_user_string()}",
-        "--partition", key,
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "market_pipeline.definitions",
+        "--select",
+        f"{OHLCV_BARS_KEY.to_user_string()},{QUANT_FEATURES_KEY.to_user_string()}",
+        "--partition",
+        key,
     ]
 
 
@@ -274,8 +287,9 @@ def run(smoke: bool = False) -> list[Result]:
         temp_database("dagster_stock") as stock_instance_url,
         temp_database("backfill_stock") as stock_market_url,
     ):
-        market_urls = [databases.enter_context(temp_database(f"backfill{i}"))
-                       for i in range(rounds)]
+        market_urls = [
+            databases.enter_context(temp_database(f"backfill{i}")) for i in range(rounds)
+        ]
         for url in (*market_urls, inproc_url):
             migrated_engine(url).dispose()
         migrated_engine(stock_market_url).dispose()
@@ -318,8 +332,9 @@ def run(smoke: bool = False) -> list[Result]:
 
         # Before and after the shipped instance storage: the same floor and range run on stock
         # dagster-postgres storage (a new connection per storage call), on databases of their own.
-        stock_settings = Settings(home=workdir, db_url=stock_market_url,
-                                  universe_path=universe_path)
+        stock_settings = Settings(
+            home=workdir, db_url=stock_market_url, universe_path=universe_path
+        )
         with (
             postgres_instance(stock_instance_url, stock=True) as stock,
             dagster_logs_to(log_path),
@@ -345,8 +360,12 @@ def run(smoke: bool = False) -> list[Result]:
         raise RuntimeError(f"the CLI runs stored no bars; see {log_path}")
 
     floor_s, ours, floor_checks_s = median(floors), median(ours_runs), median(floors_checks)
-    rounds_extra = {"rounds": rounds, "floor_s": floors, "ours_s": ours_runs,
-                    "floor_with_checks_s": floors_checks}
+    rounds_extra = {
+        "rounds": rounds,
+        "floor_s": floors,
+        "ours_s": ours_runs,
+        "floor_with_checks_s": floors_checks,
+    }
     cli_s = median(cli)
     inproc_s = median(inproc)
     sizes = {
@@ -366,9 +385,14 @@ def run(smoke: bool = False) -> list[Result]:
         baseline_value=floor_s,
         direction=LOWER_IS_BETTER,
         goal="ratio <= 1.5",
-        extra={**sizes, **rounds_extra, "ours_ms_per_partition": ours / n * 1e3,
-               "floor_ms_per_partition": floor_s / n * 1e3,
-               "load_average_1m_before": load_before, "load_average_1m_after": load_after},
+        extra={
+            **sizes,
+            **rounds_extra,
+            "ours_ms_per_partition": ours / n * 1e3,
+            "floor_ms_per_partition": floor_s / n * 1e3,
+            "load_average_1m_before": load_before,
+            "load_average_1m_after": load_after,
+        },
     )
     vs_floor.goal_met = vs_floor.ratio <= 1.5
     vs_floor.note = (
@@ -414,8 +438,12 @@ def run(smoke: bool = False) -> list[Result]:
             f"database; median {cli_s:.2f} s per run. The in-process record below is the "
             "lower bound without process start-up"
         ),
-        extra={**sizes, "per_run_s": cli, "sample_partitions": sample,
-               "speedup": cli_s * n / ours if ours else None},
+        extra={
+            **sizes,
+            "per_run_s": cli,
+            "sample_partitions": sample,
+            "speedup": cli_s * n / ours if ours else None,
+        },
     )
     vs_per_run.goal_met = vs_per_run.ratio <= 0.02
     vs_lower = Result(
@@ -431,8 +459,12 @@ def run(smoke: bool = False) -> list[Result]:
             "start-up, imports or step subprocess, which no real launch avoids; kept so the "
             "headline's choice of baseline hides nothing"
         ),
-        extra={**sizes, "per_run_s": inproc, "sample_partitions": sample,
-               "speedup": inproc_s * n / ours if ours else None},
+        extra={
+            **sizes,
+            "per_run_s": inproc,
+            "sample_partitions": sample,
+            "speedup": inproc_s * n / ours if ours else None,
+        },
     )
     if not vs_per_run.goal_met:
         vs_per_run.note += (
@@ -454,8 +486,11 @@ def run(smoke: bool = False) -> list[Result]:
             "event-log storage keep a connection per process instead of opening one per call "
             f"(Dagster's empty-body floor: {floor_s:.1f} s kept, {stock_floor_s:.1f} s stock)"
         ),
-        extra={"floor_s": floor_s, "stock_floor_s": stock_floor_s,
-               "speedup": stock_ours / ours if ours else None,
-               "floor_speedup": stock_floor_s / floor_s if floor_s else None},
+        extra={
+            "floor_s": floor_s,
+            "stock_floor_s": stock_floor_s,
+            "speedup": stock_ours / ours if ours else None,
+            "floor_speedup": stock_floor_s / floor_s if floor_s else None,
+        },
     )
     return [vs_floor, vs_floor_checks, vs_per_run, vs_lower, vs_stock]

@@ -87,9 +87,14 @@ def run(smoke: bool = False) -> list[Result]:
     seconds = interleaved_seconds(fns, rounds)
     talib_s = median(seconds["talib"])
     n_total = n_series * n_bars
-    extra = {"bars": n_total, "series": n_series, "rounds": rounds,
-             "our_columns": len(FEATURE_COLUMNS), "talib_indicator_calls_per_series": 9,
-             "seconds": seconds}
+    extra = {
+        "bars": n_total,
+        "series": n_series,
+        "rounds": rounds,
+        "our_columns": len(FEATURE_COLUMNS),
+        "talib_indicator_calls_per_series": 9,
+        "seconds": seconds,
+    }
     results = []
     # The goal applies to the pipeline's path (the refresh batches every chunk's series through
     # compute_features_many, i.e. the stacked pass); one call per series is kept as a record of

@@ -4,8 +4,9 @@ Backlog: 10 real single-partition runs of the market-data job are executed on a 
 Dagster instance; each is then replayed 99 times under new run ids (the run record and every one
 of its events copied in Dagster's own tables with the run id replaced, see :func:`replay_runs`)
 to make a backlog of 1,000 finished runs. ``reconcile_instance`` then mirrors the whole backlog
-in one pass. The baseline is the read any projection needs: the same run-record pages plus each run's events of the types the mirror
-reads, straight from Dagster's storage, timed just before the reconcile.
+in one pass. The baseline is the read any projection needs: the same run-record pages plus each
+run's events of the types the mirror reads, straight from Dagster's storage, timed just before
+the reconcile.
 
 Lag (not in smoke mode): ``dagster-daemon run`` serves the project's definitions (production
 sensor intervals) on the same instance; runs are executed one after another and for each the time
@@ -66,12 +67,15 @@ def replay_runs(instance_url: str, run_ids: list[str], copies: int) -> None:
     engine = sa.create_engine(instance_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(
-                "CREATE TEMP TABLE bench_copies AS "
-                "SELECT t.old, gen_random_uuid()::text AS new, "
-                "       row_number() OVER () AS n "
-                "FROM unnest(CAST(:ids AS text[])) AS t(old), generate_series(1, :k)"
-            ), {"ids": run_ids, "k": copies})
+            conn.execute(
+                sa.text(
+                    "CREATE TEMP TABLE bench_copies AS "
+                    "SELECT t.old, gen_random_uuid()::text AS new, "
+                    "       row_number() OVER () AS n "
+                    "FROM unnest(CAST(:ids AS text[])) AS t(old), generate_series(1, :k)"
+                ),
+                {"ids": run_ids, "k": copies},
+            )
             conn.exec_driver_sql(
                 "INSERT INTO runs (run_id, snapshot_id, pipeline_name, mode, status, run_body, "
                 "partition, partition_set, create_timestamp, update_timestamp, start_time, "
@@ -129,24 +133,40 @@ def _mirrored(engine: sa.Engine, run_id: str) -> bool:
     return status in ("completed", "failed")
 
 
-def measure_lag(instance_url: str, market_url: str, universe: Path, workdir: Path,
-                keys: list[str], settings: Settings) -> list[float]:
+def measure_lag(
+    instance_url: str,
+    market_url: str,
+    universe: Path,
+    workdir: Path,
+    keys: list[str],
+    settings: Settings,
+) -> list[float]:
     """Seconds from run end to mirrored row for runs of ``keys``, with the daemon running."""
     home = workdir / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(
-        yaml.safe_dump({"storage": storage_config(instance_url),
-                        "telemetry": {"enabled": False}})
+        yaml.safe_dump({"storage": storage_config(instance_url), "telemetry": {"enabled": False}})
     )
     env = dict(os.environ)
-    env.update(DAGSTER_HOME=str(home), MARKET_PIPELINE_DB_URL=market_url,
-               MARKET_PIPELINE_UNIVERSE=str(universe), MARKET_PIPELINE_HOME=str(workdir))
+    env.update(
+        DAGSTER_HOME=str(home),
+        MARKET_PIPELINE_DB_URL=market_url,
+        MARKET_PIPELINE_UNIVERSE=str(universe),
+        MARKET_PIPELINE_HOME=str(workdir),
+    )
     daemon_log = workdir / "daemon.log"
     with open(daemon_log, "ab") as sink:
         daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run",
-             "-m", "market_pipeline.definitions"],
-            env=env, stdout=sink, stderr=sink, start_new_session=True,
+            [
+                str(Path(sys.executable).parent / "dagster-daemon"),
+                "run",
+                "-m",
+                "market_pipeline.definitions",
+            ],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
         )
     engine = sa.create_engine(market_url, poolclass=sa.pool.NullPool)
     lags: list[float] = []
@@ -193,7 +213,9 @@ def run(smoke: bool = False) -> list[Result]:
     lag_runs = 0 if smoke else 5
     workdir = Path(tempfile.mkdtemp(prefix="mp_bench_mirror_"))
     universe_path = write_universe(
-        workdir / "universe.yaml", bench_symbols(10), TIMEFRAMES,
+        workdir / "universe.yaml",
+        bench_symbols(10),
+        TIMEFRAMES,
         {"kind": "synthetic", "history_bars": 200},
     )
     universe = load_universe(universe_path)
@@ -216,8 +238,11 @@ def run(smoke: bool = False) -> list[Result]:
                 start = time.perf_counter()
                 replay_runs(instance_url, run_ids, per_template)
                 replay_s = time.perf_counter() - start
-                finished = len(instance.get_run_ids(
-                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])))
+                finished = len(
+                    instance.get_run_ids(
+                        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])
+                    )
+                )
                 if finished != backlog:
                     raise RuntimeError(f"backlog has {finished} finished runs, not {backlog}")
                 start = time.perf_counter()
@@ -226,16 +251,25 @@ def run(smoke: bool = False) -> list[Result]:
                 store = ObservabilityStore(engine, monitored_pairs=universe.pairs)
                 start = time.perf_counter()
                 summary = reconcile_instance(
-                    instance, store, partitions_def=partitions,
+                    instance,
+                    store,
+                    partitions_def=partitions,
                     asset_classes={s: universe.asset_class_of(s) for s in universe.symbol_names},
                 )
                 ours_s = time.perf_counter() - start
             if summary.mirrored != backlog or summary.errors:
                 raise RuntimeError(f"reconcile mirrored {summary.mirrored} of {backlog}: {summary}")
             lags = (
-                measure_lag(instance_url, market_url, universe_path, workdir,
-                            keys[templates:templates + lag_runs], settings)
-                if lag_runs else []
+                measure_lag(
+                    instance_url,
+                    market_url,
+                    universe_path,
+                    workdir,
+                    keys[templates : templates + lag_runs],
+                    settings,
+                )
+                if lag_runs
+                else []
             )
         finally:
             engine.dispose()
@@ -250,17 +284,23 @@ def run(smoke: bool = False) -> list[Result]:
             baseline=f"reading the same {read} runs' records and mirrored event types",
             baseline_value=floor_rate,
             direction=HIGHER_IS_BETTER,
-            note="" if smoke else (
+            note=""
+            if smoke
+            else (
                 f"{1e3 / rate:.1f} ms a run, of which Dagster's reads of its record and events "
                 f"are {1e3 / floor_rate:.1f} ms (on the shipped storage, which keeps its "
                 "connection); the rest is our writes of each run's projection (execution row, "
                 "per-pair statuses, failures: a few statements a run); moved by writing the "
                 "projections of a page of runs together"
             ),
-            extra={"backlog_runs": backlog, "template_runs": templates,
-                   "replay_seconds": replay_s, "reconcile_seconds": ours_s,
-                   "summary": str(summary),
-                   "finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
+            extra={
+                "backlog_runs": backlog,
+                "template_runs": templates,
+                "replay_seconds": replay_s,
+                "reconcile_seconds": ours_s,
+                "summary": str(summary),
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
         )
     ]
     if lags:

@@ -147,8 +147,12 @@ def seed_history(
                 JOIN bench_pairs p ON p.idx = i % :np
                 """
             ),
-            {"n": failures, "ne": executions, "open": min(OPEN_FAILURES, n_pairs - 1),
-             "np": n_pairs},
+            {
+                "n": failures,
+                "ne": executions,
+                "open": min(OPEN_FAILURES, n_pairs - 1),
+                "np": n_pairs,
+            },
         )
         conn.execute(
             sa.text(
@@ -188,8 +192,13 @@ def history_database(*, executions: int, statuses: int, failures: int) -> str:
         if url is None:
             url = _HISTORY_DATABASES.enter_context(temp_database("history"))
             engine = migrated_engine(url)
-            seed_history(engine, executions=executions, statuses=statuses, failures=failures,
-                         pairs=monitored_pairs())
+            seed_history(
+                engine,
+                executions=executions,
+                statuses=statuses,
+                failures=failures,
+                pairs=monitored_pairs(),
+            )
             _HISTORY_URLS[key] = url
         else:
             engine = make_engine(url)
@@ -248,8 +257,13 @@ def _operations(store: ObservabilityStore, pairs: list[tuple[str, str]]):
         now = datetime.now(UTC)
         store.update_feature_freshness_many(
             [
-                {"symbol": s, "timeframe": t, "last_computed_at": now,
-                 "data_point_count": 2000, "last_bar_at": now}
+                {
+                    "symbol": s,
+                    "timeframe": t,
+                    "last_computed_at": now,
+                    "data_point_count": 2000,
+                    "last_bar_at": now,
+                }
                 for s, t in chosen
             ]
         )
@@ -260,9 +274,7 @@ def _operations(store: ObservabilityStore, pairs: list[tuple[str, str]]):
         "log failure": log_failure,
         "update freshness (100 pairs)": freshness,
         "get health": store.get_scheduler_health,
-        "get staleness report (500 pairs)": lambda: store.get_feature_staleness_report(
-            limit=500
-        ),
+        "get staleness report (500 pairs)": lambda: store.get_feature_staleness_report(limit=500),
         "get execution history": store.get_execution_history,
     }
     return ops
@@ -294,9 +306,7 @@ def _miss_note(name: str, p50: float, spec: float, floor_ms: float) -> str:
 
 def run(smoke: bool = False) -> list[Result]:
     """Seed the history, time each operation round-robin and compare medians with the spec."""
-    executions, statuses, failures = (100, 1_000, 1_000) if smoke else (
-        100_000, 1_000_000, 100_000
-    )
+    executions, statuses, failures = (100, 1_000, 1_000) if smoke else (100_000, 1_000_000, 100_000)
     rounds = 20 if smoke else 300
     pairs = monitored_pairs()
     url = history_database(executions=executions, statuses=statuses, failures=failures)
@@ -334,8 +344,13 @@ def run(smoke: bool = False) -> list[Result]:
 
     floor_ms = median(floor)
     results = []
-    history = {"executions": executions, "symbol_status_rows": statuses, "failures": failures,
-               "monitored_pairs": len(pairs), "calls": rounds}
+    history = {
+        "executions": executions,
+        "symbol_status_rows": statuses,
+        "failures": failures,
+        "monitored_pairs": len(pairs),
+        "calls": rounds,
+    }
     for name, samples in times.items():
         p50 = median(samples)
         p99 = percentile(samples, 99)
@@ -348,8 +363,13 @@ def run(smoke: bool = False) -> list[Result]:
             baseline_value=spec,
             direction=LOWER_IS_BETTER,
             goal="ratio <= 0.1",
-            extra={"p50_ms": p50, "p99_ms": p99, "p99_ratio": p99 / spec,
-                   "one_row_insert_autocommit_ms": floor_ms, **history},
+            extra={
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "p99_ratio": p99 / spec,
+                "one_row_insert_autocommit_ms": floor_ms,
+                **history,
+            },
         )
         result.goal_met = result.ratio <= 0.1
         if not result.goal_met:

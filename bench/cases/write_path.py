@@ -63,8 +63,12 @@ def csv_payload(frames: dict[tuple[str, str], pd.DataFrame]) -> bytes:
 def binary_payload(frames: dict[tuple[str, str], pd.DataFrame]) -> bytes:
     """The rows as a binary COPY payload (built once, untimed)."""
     return build_copy_payload(
-        PairChunk(s, t, f["ts"].to_numpy(dtype="datetime64[ns]"),
-                  f[list(BAR_COLUMNS)].to_numpy(dtype=np.float64))
+        PairChunk(
+            s,
+            t,
+            f["ts"].to_numpy(dtype="datetime64[ns]"),
+            f[list(BAR_COLUMNS)].to_numpy(dtype=np.float64),
+        )
         for (s, t), f in frames.items()
     )
 
@@ -93,8 +97,9 @@ def run(smoke: bool = False) -> list[Result]:
     rounds = 1 if smoke else 3
     frames = make_frames(n_series, n_bars)
     revised = {
-        pair: frame.assign(close=frame["close"] * 1.0001,
-                           high=np.maximum(frame["high"], frame["close"] * 1.0001))
+        pair: frame.assign(
+            close=frame["close"] * 1.0001, high=np.maximum(frame["high"], frame["close"] * 1.0001)
+        )
         for pair, frame in frames.items()
     }
     n_rows = sum(len(f) for f in frames.values())
@@ -104,13 +109,16 @@ def run(smoke: bool = False) -> list[Result]:
         engine = migrated_engine(url)
         repo = MarketDataRepository(engine)
         try:
+
             def timed(fn, prepare):
                 """A callable that prepares the table untimed, then times only ``fn``."""
+
                 def call():
                     prepare()
                     start = time.perf_counter()
                     fn()
                     return time.perf_counter() - start
+
                 return call
 
             def prefill() -> None:
@@ -123,10 +131,12 @@ def run(smoke: bool = False) -> list[Result]:
                     lambda: _truncate(engine),
                 ),
                 "ours_upsert": timed(lambda: repo.upsert_bars(revised), prefill),
-                "raw_copy_csv": timed(lambda: _copy(engine, csv_bytes, "csv"),
-                                      lambda: _truncate(engine)),
-                "raw_copy_binary": timed(lambda: _copy(engine, bin_bytes, "binary"),
-                                         lambda: _truncate(engine)),
+                "raw_copy_csv": timed(
+                    lambda: _copy(engine, csv_bytes, "csv"), lambda: _truncate(engine)
+                ),
+                "raw_copy_binary": timed(
+                    lambda: _copy(engine, bin_bytes, "binary"), lambda: _truncate(engine)
+                ),
             }
             seconds: dict[str, list[float]] = {name: [] for name in contenders}
             for _ in range(rounds):

@@ -19,7 +19,6 @@ import argparse
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 import talib
 

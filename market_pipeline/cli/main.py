@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         result: int = args.func(settings, args)
         return result
-    except Exception as exc:  # noqa: BLE001 - known errors become one line, others re-raise
+    except Exception as exc:
         if _is_user_error(exc):
             print(f"market-pipeline {args.command}: error: {exc}", file=sys.stderr)
             return 2

@@ -40,7 +40,6 @@ def default_home() -> Path:
     return _checkout_dir() / ".market_pipeline"
 
 
-
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of one process."""
@@ -56,9 +55,7 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("MARKET_PIPELINE_HOME") or default_home()).expanduser().resolve()
         db_url = env.get(DB_URL_ENV) or f"sqlite:///{home / 'market_pipeline.db'}"
-        universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(
-            demo_universe()
-        )
+        universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(demo_universe())
         threshold_text = env.get("MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD") or "3"
         try:
             threshold = int(threshold_text)

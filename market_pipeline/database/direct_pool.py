@@ -25,6 +25,7 @@ never be shared across processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -180,10 +181,9 @@ class DirectPool:
 
 
 def _close_quietly(conn: Any) -> None:
-    try:
+    # A connection that cannot close is gone anyway.
+    with contextlib.suppress(Exception):
         conn.close()
-    except Exception:  # noqa: BLE001 - a connection that cannot close is gone anyway
-        pass
 
 
 def _close_all(idle: list[Any]) -> None:

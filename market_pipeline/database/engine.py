@@ -61,9 +61,7 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
-        engine = sa.create_engine(
-            parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-        )
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     else:
         raise DatabaseUnavailableError(
             f"unsupported database {parsed.get_backend_name()!r} in MARKET_PIPELINE_DB_URL: "

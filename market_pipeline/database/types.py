@@ -57,8 +57,6 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-
-
 class UUIDString(TypeDecorator):
     """A UUID carried as its canonical string: native UUID on PostgreSQL, TEXT on SQLite."""
 

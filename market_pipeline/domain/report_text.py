@@ -85,8 +85,14 @@ def _freshness_lines(staleness: StalenessReport, h1: str, markdown: bool) -> lis
         lines += _table(
             ["symbol", "timeframe", "status", "age", "last computed", "points"],
             [
-                [i.symbol, i.timeframe, i.status, _age(i.staleness_seconds),
-                 _ts(i.last_computed_at), str(i.data_point_count)]
+                [
+                    i.symbol,
+                    i.timeframe,
+                    i.status,
+                    _age(i.staleness_seconds),
+                    _ts(i.last_computed_at),
+                    str(i.data_point_count),
+                ]
                 for i in worst
             ],
             markdown,
@@ -97,26 +103,35 @@ def _freshness_lines(staleness: StalenessReport, h1: str, markdown: bool) -> lis
 def _failure_lines(health: SchedulerHealth, h1: str, markdown: bool) -> list[str]:
     if not health.recent_failures:
         return []
-    return ["", f"{h1}Open failures"] + _table(
-        ["symbol", "timeframe", "failed at", "error"],
-        [
-            [f.symbol, f.timeframe, _ts(f.failed_at), f.error[:_ERROR_CHARS]]
-            for f in health.recent_failures
-        ],
-        markdown,
-    )
+    return [
+        "",
+        f"{h1}Open failures",
+        *_table(
+            ["symbol", "timeframe", "failed at", "error"],
+            [
+                [f.symbol, f.timeframe, _ts(f.failed_at), f.error[:_ERROR_CHARS]]
+                for f in health.recent_failures
+            ],
+            markdown,
+        ),
+    ]
 
 
 def _history_lines(report: SchedulerReport, h1: str, markdown: bool) -> list[str]:
     rows = [
-        [e.execution_id[:8], _ts(e.started_at), e.status,
-         f"{e.successful_symbols}/{e.total_symbols}", str(e.total_records_processed),
-         "-" if e.duration_seconds is None else f"{e.duration_seconds:.1f}",
-         "-" if e.success_rate is None else f"{e.success_rate:.1f}"]
+        [
+            e.execution_id[:8],
+            _ts(e.started_at),
+            e.status,
+            f"{e.successful_symbols}/{e.total_symbols}",
+            str(e.total_records_processed),
+            "-" if e.duration_seconds is None else f"{e.duration_seconds:.1f}",
+            "-" if e.success_rate is None else f"{e.success_rate:.1f}",
+        ]
         for e in report.history.executions
     ]
     headers = ["execution", "started", "status", "ok/total", "records", "seconds", "success %"]
-    return ["", f"{h1}Recent executions"] + _table(headers, rows, markdown)
+    return ["", f"{h1}Recent executions", *_table(headers, rows, markdown)]
 
 
 def render(report: SchedulerReport, *, markdown: bool = False) -> str:

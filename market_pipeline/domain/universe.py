@@ -15,7 +15,8 @@ Adding a symbol or a timeframe is an edit of that file. Everything is checked on
 problem raises :class:`UniverseError` naming the file and the offending entry, so a typo fails the
 code location at start-up instead of a run hours later.
 
-Pure: the file is read, and the provider block checked, by :mod:`market_pipeline.config.universe_file`.
+Pure: the file is read, and the provider block checked, by
+:mod:`market_pipeline.config.universe_file`.
 """
 
 from __future__ import annotations
@@ -92,18 +93,12 @@ class Universe:
         try:
             return self._by_symbol[symbol].asset_class
         except KeyError:
-            raise UniverseError(
-                f"symbol {symbol!r} is not in the universe {self.source}"
-            ) from None
+            raise UniverseError(f"symbol {symbol!r} is not in the universe {self.source}") from None
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
         """Every (symbol, timeframe) pair: symbols in file order, each with every timeframe."""
         return [(spec.symbol, tf) for spec in self.symbols for tf in self.timeframes]
-
-
-
-
 
 
 def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> Universe:
@@ -119,8 +114,12 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
             f"{source}: expected a mapping with keys {', '.join(_REQUIRED_TOP_LEVEL_KEYS)}, "
             f"got {type(data).__name__}"
         )
-    _check_keys(data, allowed=_TOP_LEVEL_KEYS, required=_REQUIRED_TOP_LEVEL_KEYS,
-                where=f"{source}: top level")
+    _check_keys(
+        data,
+        allowed=_TOP_LEVEL_KEYS,
+        required=_REQUIRED_TOP_LEVEL_KEYS,
+        where=f"{source}: top level",
+    )
     description = data.get("description") or ""
     if not isinstance(description, str):
         raise UniverseError(f"{source}: description must be text, got {description!r}")
@@ -248,7 +247,5 @@ def _parse_provider(
         raise UniverseError(f"{where}: {exc}") from None
     unknown = sorted(referenced - symbols)
     if unknown:
-        raise UniverseError(
-            f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}"
-        )
+        raise UniverseError(f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}")
     return config

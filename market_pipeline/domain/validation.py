@@ -113,8 +113,10 @@ def validate_bars(raw: pd.DataFrame, *, timeframe: Timeframe | None = None) -> B
         )
     rows_in = len(raw)
     ts = parse_timestamps(raw["ts"], what=what)
-    prices = np.column_stack([_as_float(raw[column]) for column in PRICE_COLUMNS]) if rows_in else (
-        np.empty((0, 4))
+    prices = (
+        np.column_stack([_as_float(raw[column]) for column in PRICE_COLUMNS])
+        if rows_in
+        else (np.empty((0, 4)))
     )
     volume = _as_float(raw["volume"])
 
@@ -188,7 +190,7 @@ def parse_timestamps(values: pd.Series, *, what: str = "bars") -> pd.Series[pd.T
                 f"{what}: column ts holds numbers ({dtype}); expected ISO 8601 text or datetimes"
             )
     else:
-        if dtype == object:
+        if pd.api.types.is_object_dtype(dtype):
             # Mixed objects (datetimes, text, numbers, None): their text form is parsed.
             values = values.astype(str).where(values.notna(), None)
         parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")

@@ -77,8 +77,12 @@ def _forget_inherited_connections() -> None:
 if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
     os.register_at_fork(after_in_child=_forget_inherited_connections)
 
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-             "keepalives_count": 3}
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 """libpq TCP keepalive settings for kept connections, unless the URL sets its own: a peer that
 vanished without closing the connection (host lost, NAT entry dropped) shows as an error on the
 idle socket after about a minute, which :func:`server_closed` sees, instead of a call hanging

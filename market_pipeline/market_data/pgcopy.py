@@ -51,7 +51,7 @@ def build_copy_payload(chunks: Iterable[PairChunk]) -> bytes:
 
 def _chunk_bytes(chunk: PairChunk) -> bytes:
     values = np.asarray(chunk.values, dtype=np.float64)
-    n_rows, n_values = values.shape
+    _, n_values = values.shape
     if n_values > 62:
         raise ValueError("at most 62 float columns per COPY row")
     null = ~np.isfinite(values)

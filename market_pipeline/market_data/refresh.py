@@ -118,7 +118,10 @@ def refresh_pairs(
             if outcome.rows_rejected:
                 log.warning(
                     "rejected %d bad bar rows of %s %s: %s",
-                    outcome.rows_rejected, pair[0], pair[1], outcome.rejected,
+                    outcome.rows_rejected,
+                    pair[0],
+                    pair[1],
+                    outcome.rejected,
                 )
             clean[pair] = checked.bars
             first_new_bar[pair] = checked.bars["ts"].iloc[0] if len(checked.bars) else None
@@ -255,8 +258,9 @@ def _refresh_features(
             # Incremental: rows before the first newly fetched bar are unchanged (features are
             # causal), so only the tail is written.
             start = first_new_bar.get(pair)
-            frame = frame.iloc[0:0] if start is None else frame[frame["ts"] >= start]
-        computed[pair] = frame
+            computed[pair] = frame.iloc[0:0] if start is None else frame[frame["ts"] >= start]
+        else:
+            computed[pair] = frame
     new_pairs = [p for p in computed if p not in latest]
     try:
         repository.upsert_features(computed, new_pairs=new_pairs)

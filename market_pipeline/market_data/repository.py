@@ -2,8 +2,8 @@
 
 Writes are upserts keyed by (symbol, timeframe, ts): a re-run stores nothing twice, and a revised
 bar replaces the old one. On PostgreSQL the rows travel as one binary COPY into a temporary stage
-table followed by one ``INSERT ... ON CONFLICT``; rows of pairs that have nothing stored yet skip the
-stage and go straight into the table (no conflict is possible there, which is the whole first
+table followed by one ``INSERT ... ON CONFLICT``; rows of pairs that have nothing stored yet skip
+the stage and go straight into the table (no conflict is possible there, which is the whole first
 backfill). On SQLite one ``executemany`` upsert does the job.
 """
 
@@ -86,9 +86,7 @@ class MarketDataRepository:
         )
         with self.engine.connect() as conn:
             # Plain DBAPI tuples: building a frame from SQLAlchemy Row objects costs ~15 us a row.
-            cursor = conn.execute(
-                query, {"symbols": symbols, "timeframes": timeframes}
-            ).cursor
+            cursor = conn.execute(query, {"symbols": symbols, "timeframes": timeframes}).cursor
             rows = cursor.fetchall()
         if not rows:
             return {}
@@ -104,9 +102,7 @@ class MarketDataRepository:
         for key, group in frame.groupby(["symbol", "timeframe"], sort=False):
             pair = (str(key[0]), str(key[1]))
             if pair in wanted:
-                out[pair] = group.drop(columns=["symbol", "timeframe"]).reset_index(
-                    drop=True
-                )
+                out[pair] = group.drop(columns=["symbol", "timeframe"]).reset_index(drop=True)
         return out
 
     def count_rows(self, table: str) -> int:
@@ -213,7 +209,10 @@ class MarketDataRepository:
                 values = frame[list(columns)].to_numpy(dtype=np.float64)
                 cells = values.astype(object)
                 cells[~np.isfinite(values)] = None
-                rows = [(symbol, timeframe, ts, *vals) for ts, vals in zip(ts_text, cells.tolist())]
+                rows = [
+                    (symbol, timeframe, ts, *vals)
+                    for ts, vals in zip(ts_text, cells.tolist(), strict=True)
+                ]
                 before = driver.total_changes
                 cursor.executemany(statement, rows)
                 written[(symbol, timeframe)] = driver.total_changes - before
@@ -245,5 +244,3 @@ def _to_datetime(value) -> datetime:
     if isinstance(value, str):
         return parse_sqlite_ts(value)
     return pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
-
-

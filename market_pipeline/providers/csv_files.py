@@ -148,9 +148,7 @@ def _read_bars_file(file: Path, context: str) -> pd.DataFrame:
     missing = [column for column in FILE_COLUMNS if column not in names]
     if missing:
         found = ", ".join(str(c) for c in header.columns) or "none"
-        raise ProviderError(
-            f"{where} is missing column(s) {', '.join(missing)} (found: {found})"
-        )
+        raise ProviderError(f"{where} is missing column(s) {', '.join(missing)} (found: {found})")
     usecols = [names[column] for column in FILE_COLUMNS]
     rename = {names[column]: raw for column, raw in zip(FILE_COLUMNS, RAW_COLUMNS, strict=True)}
     # Fast path: numbers as float64. A cell that is not a number makes the C parser refuse the
@@ -158,7 +156,9 @@ def _read_bars_file(file: Path, context: str) -> pd.DataFrame:
     dtypes: dict[str, Any] = {names["timestamp"]: str}
     try:
         frame = pd.read_csv(
-            file, usecols=usecols, encoding="utf-8",
+            file,
+            usecols=usecols,
+            encoding="utf-8",
             dtype={**dtypes, **{names[c]: "float64" for c in _NUMERIC_COLUMNS}},
         )
     except ValueError as exc:

@@ -159,7 +159,9 @@ def test_a_database_dropped_while_serving_turns_readiness_to_503(pg_database_url
     seed_healthy(store)
     name = sa.engine.make_url(pg_database_url).database
 
-    with running_server(create_app(settings_for_store(pg_database_url, tmp_path), store=store)) as url:
+    with running_server(
+        create_app(settings_for_store(pg_database_url, tmp_path), store=store)
+    ) as url:
         before = http.get(f"{url}/readyz")
         admin = pg_admin_engine()
         with admin.connect() as conn:

@@ -25,7 +25,11 @@ def test_bench_smoke_writes_every_case_with_positive_figures(pg_server, tmp_path
     output = tmp_path / "latest.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
-        cwd=REPO, capture_output=True, text=True, timeout=590, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=590,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = json.loads(output.read_text())

@@ -55,7 +55,11 @@ def test_the_postgres_config_stores_dagster_runs_in_postgresql(tmp_path, pg_data
     env = {"DAGSTER_PG_URL": pg_database_url, "PATH": "/usr/bin:/bin"}
     home = prepare_dagster_home(_settings(tmp_path), env)
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -29,7 +29,7 @@ def write(tmp_path: Path, content: object, name: str = "universe.yaml") -> Path:
 
 
 def with_changes(**changes: object) -> dict:
-    data = {key: value for key, value in MINIMAL.items()}
+    data = dict(MINIMAL)
     data.update(changes)
     return data
 

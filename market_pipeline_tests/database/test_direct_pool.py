@@ -44,7 +44,9 @@ def test_a_connection_dropped_by_the_server_is_replaced_and_the_call_repeated(pg
 
     store.update_scheduler_execution_log(execution_id=eid, status="completed")
 
-    assert store.get_execution_history(limit=1).model_dump()["executions"][0]["status"] == "completed"
+    assert (
+        store.get_execution_history(limit=1).model_dump()["executions"][0]["status"] == "completed"
+    )
 
 
 def test_a_call_that_must_not_repeat_raises_on_a_dropped_connection_then_recovers(pg_engine):
@@ -56,9 +58,12 @@ def test_a_call_that_must_not_repeat_raises_on_a_dropped_connection_then_recover
         store.log_feature_computation_failure(symbol="AAPL", timeframe="1d", error_message="x")
     store.log_feature_computation_failure(symbol="AAPL", timeframe="1d", error_message="x")
     with pg_engine.connect() as conn:
-        assert conn.exec_driver_sql(
-            "SELECT retry_count FROM feature_computation_failures"
-        ).scalar_one() == 0
+        assert (
+            conn.exec_driver_sql(
+                "SELECT retry_count FROM feature_computation_failures"
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_driver_errors_are_sqlalchemy_errors_and_leave_the_connection_usable(pg_engine):

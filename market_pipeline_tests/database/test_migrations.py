@@ -27,28 +27,57 @@ from market_pipeline.database.migrations import (
 # that 0002_scheduler_monitoring.sql marks as such.
 SPEC_COLUMNS = {
     "scheduler_execution_log": {
-        "execution_id", "started_at", "completed_at", "total_symbols", "successful_symbols",
-        "failed_symbols", "total_records_processed", "duration_seconds", "status",
+        "execution_id",
+        "started_at",
+        "completed_at",
+        "total_symbols",
+        "successful_symbols",
+        "failed_symbols",
+        "total_records_processed",
+        "duration_seconds",
+        "status",
         "error_message",
     },
     "feature_computation_failures": {
-        "symbol", "timeframe", "error_message", "execution_id", "retry_count", "resolved",
+        "symbol",
+        "timeframe",
+        "error_message",
+        "execution_id",
+        "retry_count",
+        "resolved",
         "failed_at",
     },
     "feature_freshness": {
-        "symbol", "timeframe", "last_computed_at", "data_point_count", "status",
-        "staleness_seconds", "updated_at",
+        "symbol",
+        "timeframe",
+        "last_computed_at",
+        "data_point_count",
+        "status",
+        "staleness_seconds",
+        "updated_at",
     },
     "symbol_computation_status": {
-        "execution_id", "symbol", "asset_class", "timeframe", "status", "records_processed",
-        "records_inserted", "features_computed", "started_at", "completed_at",
-        "duration_seconds", "error_message",
+        "execution_id",
+        "symbol",
+        "asset_class",
+        "timeframe",
+        "status",
+        "records_processed",
+        "records_inserted",
+        "features_computed",
+        "started_at",
+        "completed_at",
+        "duration_seconds",
+        "error_message",
     },
 }
 ADDITIONS = {
     "scheduler_execution_log": {"job_name", "run_trigger", "scheduled_for", "updated_at"},
     "feature_computation_failures": {
-        "id", "first_failed_at", "resolved_at", "resolved_by_execution_id"
+        "id",
+        "first_failed_at",
+        "resolved_at",
+        "resolved_by_execution_id",
     },
     "feature_freshness": {"last_bar_at"},
     "symbol_computation_status": {"id"},
@@ -238,8 +267,7 @@ def on_delete_rule(engine, table: str, fk: dict) -> str:
     if engine.dialect.name == "sqlite":  # SQLAlchemy does not reflect ON DELETE on SQLite
         with engine.connect() as conn:
             (rule,) = {
-                row.on_delete
-                for row in conn.execute(sa.text(f"PRAGMA foreign_key_list({table})"))
+                row.on_delete for row in conn.execute(sa.text(f"PRAGMA foreign_key_list({table})"))
             }
         return rule.upper()
     return fk["options"].get("ondelete", "").upper()
@@ -269,9 +297,7 @@ def test_the_indexes_the_queries_rely_on_exist(schema_engine):
     open_ix = failures["ux_feature_computation_failures_open"]
     assert open_ix["unique"] and open_ix["column_names"] == ["symbol", "timeframe"]
     assert failures["ix_feature_computation_failures_failed_at"]["column_names"] == ["failed_at"]
-    assert failures["ix_feature_computation_failures_execution"]["column_names"] == [
-        "execution_id"
-    ]
+    assert failures["ix_feature_computation_failures_execution"]["column_names"] == ["execution_id"]
     assert indexes["symbol_computation_status"]["ix_symbol_computation_status_pair"][
         "column_names"
     ][:2] == ["symbol", "timeframe"]
@@ -391,7 +417,7 @@ def test_a_database_at_an_unknown_version_is_refused(bare_engine):
             sa.text("INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future')")
         )
     before = migration_rows(bare_engine)
-    with pytest.raises(MigrationError, match="0099.*upgrade market_pipeline"):
+    with pytest.raises(MigrationError, match=r"0099.*upgrade market_pipeline"):
         migrate(bare_engine)
     with pytest.raises(MigrationError, match="0099"):
         ensure_current(bare_engine)
@@ -423,7 +449,7 @@ def test_a_failing_migration_rolls_back_entirely(bare_engine, sql_copy):
 def test_a_failing_migration_is_reported_as_a_migration_error(bare_engine, sql_copy):
     migrate(bare_engine, sql_dir=sql_copy)
     add_broken_migration(bare_engine, sql_copy)
-    with pytest.raises(MigrationError, match="_broken.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match=r"_broken\.sql failed and was rolled back"):
         migrate(bare_engine, sql_dir=sql_copy)
 
 

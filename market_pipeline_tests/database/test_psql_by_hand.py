@@ -25,9 +25,27 @@ def test_files_applied_with_psql_are_adopted_by_migrate(pg_database_url):
     url = make_url(pg_database_url)
     for migration in discover_migrations("postgresql"):
         subprocess.run(
-            [psql, "-v", "ON_ERROR_STOP=1", "-q", "-1", "-h", url.host, "-p", str(url.port or 5432),
-             "-U", url.username, "-d", url.database, "-f", str(migration.path)],
-            check=True, capture_output=True, text=True, timeout=60,
+            [
+                psql,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-1",
+                "-h",
+                url.host,
+                "-p",
+                str(url.port or 5432),
+                "-U",
+                url.username,
+                "-d",
+                url.database,
+                "-f",
+                str(migration.path),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     engine = make_engine(pg_database_url)
     try:

@@ -73,9 +73,10 @@ def test_materializations_carry_per_partition_metadata_and_validity_check(settin
         )
         assert checks and checks[0].partition == "AAPL|1d"
         feat = instance.get_latest_materialization_event(QUANT_FEATURES_KEY)
-        assert feat.asset_materialization.metadata["features_computed"].value == meta[
-            "rows_inserted"
-        ].value
+        assert (
+            feat.asset_materialization.metadata["features_computed"].value
+            == meta["rows_inserted"].value
+        )
 
 
 def test_rerun_is_idempotent_and_writes_no_duplicate_rows(settings):

@@ -27,7 +27,9 @@ def test_the_report_says_why_the_system_is_degraded(settings, engine):
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL", "BADCO"], timeframes=["1d"], instance=instance)
-        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings))
+        reconcile_instance(
+            instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings)
+        )
         result, metadata, messages = _report_run(defs, instance)
         tags = instance.get_run_by_id(result.run_id).tags
     assert result.output_for_node("scheduler_health_report") == "degraded"
@@ -38,7 +40,9 @@ def test_the_report_says_why_the_system_is_degraded(settings, engine):
     assert "| BTC-USD | 1h | missing |" in report
     assert metadata["open_failures"].value == 1 and metadata["fresh"].value == 1
     assert metadata["missing"].value == 5
-    assert any("scheduler degraded: 1 unresolved feature computation failure" in m for m in messages)
+    assert any(
+        "scheduler degraded: 1 unresolved feature computation failure" in m for m in messages
+    )
     assert any("missing pair AAPL/1h" in m for m in messages)
     assert any("open failure BADCO/1d" in m and "BADCO" in m for m in messages)
 
@@ -48,7 +52,9 @@ def test_the_report_of_a_healthy_system_names_no_reason(settings, engine):
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL", "BTC-USD"], instance=instance)
         # BADCO's pairs are expected but never computed: degraded until it is taken out.
-        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings))
+        reconcile_instance(
+            instance, ObservabilityStore(engine), asset_classes=asset_classes_of(settings)
+        )
         _, degraded, _ = _report_run(defs, instance)
         assert degraded["reasons"].value == "2 feature pairs are missing (never computed)"
         healthy_defs = build_definitions(_without_badco(settings))

@@ -74,15 +74,20 @@ def test_the_intraday_run_refreshes_exactly_the_short_timeframes_and_is_mirrored
             for e in result.all_events
             if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
         }
-        reconcile_instance(instance, ObservabilityStore(engine), asset_classes=asset_classes_of(intraday_settings))
+        reconcile_instance(
+            instance, ObservabilityStore(engine), asset_classes=asset_classes_of(intraday_settings)
+        )
     assert materialized == {"AAPL|5m", "BTC-USD|5m"}  # BADCO|5m failed; no 1h or 1d pair
     with engine.connect() as conn:
         row = conn.execute(
-            sa.text("SELECT run_trigger, total_symbols, failed_symbols FROM scheduler_execution_log")
+            sa.text(
+                "SELECT run_trigger, total_symbols, failed_symbols FROM scheduler_execution_log"
+            )
         ).one()
         timeframes = set(
-            conn.execute(sa.text("SELECT DISTINCT timeframe FROM symbol_computation_status"))
-            .scalars()
+            conn.execute(
+                sa.text("SELECT DISTINCT timeframe FROM symbol_computation_status")
+            ).scalars()
         )
     assert tuple(row) == ("schedule", 3, 1)
     assert timeframes == {"5m"}

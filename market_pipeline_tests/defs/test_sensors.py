@@ -1,4 +1,5 @@
-"""The observability sensors, evaluated as the daemon would (cursor logic included), both backends."""
+"""The observability sensors, evaluated as the daemon would (cursor logic included), on both
+backends."""
 
 from __future__ import annotations
 
@@ -24,9 +25,7 @@ def defs(settings):
 
 def _count(engine, table: str, where: str = "") -> int:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text(f"SELECT COUNT(*) FROM {table} {where}")
-        ).scalar_one()
+        return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} {where}")).scalar_one()
 
 
 def _status(engine) -> list[str]:

@@ -625,9 +625,7 @@ def test_stacked_frame_equals_batched_results():
         asset_classes=[asset_class for *_, asset_class, _ in series],
         timeframes=[timeframe for *_, timeframe in series],
     )
-    expected = pd.concat(
-        [frame for frame in compute_features_many(series).values()], ignore_index=True
-    )
+    expected = pd.concat(list(compute_features_many(series).values()), ignore_index=True)
     pd.testing.assert_frame_equal(stacked, expected, check_exact=True)
 
 

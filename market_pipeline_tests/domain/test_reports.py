@@ -68,17 +68,38 @@ def test_a_status_list_holds_at_most_the_largest_limit():
 
 
 def test_the_health_json_keeps_the_spec_field_order():
-    summary = {"fresh_count": 0, "aging_count": 0, "stale_count": 0, "missing_count": 0,
-               "total_monitored": 0}
+    summary = {
+        "fresh_count": 0,
+        "aging_count": 0,
+        "stale_count": 0,
+        "missing_count": 0,
+        "total_monitored": 0,
+    }
     health = SchedulerHealth(
-        status="degraded", timestamp=AT, last_execution=None, stale_features_count=0,
-        recent_failures=[], total_symbols_monitored=0, reasons=["no execution recorded yet"],
-        missing_features_count=0, open_failures_count=0, freshness_summary=summary, alerts=[],
+        status="degraded",
+        timestamp=AT,
+        last_execution=None,
+        stale_features_count=0,
+        recent_failures=[],
+        total_symbols_monitored=0,
+        reasons=["no execution recorded yet"],
+        missing_features_count=0,
+        open_failures_count=0,
+        freshness_summary=summary,
+        alerts=[],
     )
     text = json.dumps(health.model_dump(mode="json"))
     assert list(json.loads(text)) == [
-        "status", "timestamp", "last_execution", "stale_features_count", "recent_failures",
-        "total_symbols_monitored", "reasons", "missing_features_count", "open_failures_count",
-        "freshness_summary", "alerts",
+        "status",
+        "timestamp",
+        "last_execution",
+        "stale_features_count",
+        "recent_failures",
+        "total_symbols_monitored",
+        "reasons",
+        "missing_features_count",
+        "open_failures_count",
+        "freshness_summary",
+        "alerts",
     ]
     assert '"timestamp": "2024-11-13T19:30:00Z"' in text

@@ -38,7 +38,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def rejected_only(result, reason: str, count: int = 1) -> None:
-    expected = {key: 0 for key in REJECTION_REASONS}
+    expected = dict.fromkeys(REJECTION_REASONS, 0)
     expected[reason] = count
     assert result.rejected == expected
 
@@ -269,7 +269,7 @@ def test_extra_columns_are_dropped():
 
 
 def test_numeric_text_prices_are_accepted():
-    raw = frame(good_rows()).astype({c: str for c in BAR_COLUMNS[1:]})
+    raw = frame(good_rows()).astype(dict.fromkeys(BAR_COLUMNS[1:], str))
 
     result = validate_bars(raw)
 
@@ -305,8 +305,14 @@ def test_a_large_frame_of_valid_bars_is_kept_whole():
     n = 200_000
     ts = pd.date_range("2020-01-01", periods=n, freq="1min", tz="UTC")
     raw = pd.DataFrame(
-        {"ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": 10.0, "high": 11.0, "low": 9.0,
-         "close": 10.5, "volume": 5.0}
+        {
+            "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "open": 10.0,
+            "high": 11.0,
+            "low": 9.0,
+            "close": 10.5,
+            "volume": 5.0,
+        }
     )
 
     result = validate_bars(raw)

@@ -62,31 +62,45 @@ def test_cli_materialize_one_partition_then_a_range_on_a_fresh_database(tmp_path
     assert "applied" in migrate.stdout
 
     one = _run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "market_pipeline.definitions",
-         "--select", "ohlcv_bars,quant_features", "--partition", "AAPL|1d"],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "market_pipeline.definitions",
+            "--select",
+            "ohlcv_bars,quant_features",
+            "--partition",
+            "AAPL|1d",
+        ],
         env,
     )
     assert one.returncode == 0, one.stderr[-3000:]
     assert _pairs(db_url) == {("AAPL", "1d")}
 
     many = _run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "market_pipeline.definitions",
-         "--select", "ohlcv_bars,quant_features", "--partition-range", "AAPL|1h...ETH-USD|1d"],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "market_pipeline.definitions",
+            "--select",
+            "ohlcv_bars,quant_features",
+            "--partition-range",
+            "AAPL|1h...ETH-USD|1d",
+        ],
         env,
     )
     # MSFT fails at the provider: the run fails, every other pair is stored.
     assert many.returncode != 0
     assert "injected failure" in many.stderr + many.stdout
-    assert _pairs(db_url) == {
-        ("AAPL", "1h"), ("AAPL", "1d"), ("ETH-USD", "1h"), ("ETH-USD", "1d")
-    }
+    assert _pairs(db_url) == {("AAPL", "1h"), ("AAPL", "1d"), ("ETH-USD", "1h"), ("ETH-USD", "1d")}
 
 
 def test_migrate_with_unreachable_database_names_host_and_database_without_password(tmp_path):
     universe = write_universe(tmp_path / "u.yaml", [("AAPL", "equity")], ["1d"])
-    env = _env(
-        tmp_path, "postgresql://alice:s3cret@127.0.0.1:1/market_data", universe
-    )
+    env = _env(tmp_path, "postgresql://alice:s3cret@127.0.0.1:1/market_data", universe)
     result = _run([str(BIN / "market-pipeline"), "migrate"], env)
     assert result.returncode == 2
     assert "market_data" in result.stderr and "127.0.0.1" in result.stderr

@@ -1,4 +1,5 @@
-"""The run mirror with the real daemon: `dagster-daemon run` on PostgreSQL storage, runs from the CLI.
+"""The run mirror with the real daemon: `dagster-daemon run` on PostgreSQL storage, runs from
+the CLI.
 
 One story, in the order an operator would live it, with one daemon that is stopped and started:
 
@@ -18,6 +19,7 @@ sensor intervals and without the schedules, so no 02:00 backfill can start in th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -131,10 +133,8 @@ class TcpProxy:
             listener.close()
         with self._lock:
             for s in self._sockets:
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
             self._sockets.clear()
 
@@ -167,10 +167,8 @@ class TcpProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class Daemon:
@@ -273,9 +271,7 @@ class Tables:
 # --------------------------------------------------------------------------------------------
 
 
-def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(
-    tmp_path, pg_server
-):
+def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(tmp_path, pg_server):
     server = make_url(pg_server)
     with (
         _database(pg_server, "mp_dagster") as dagster_db,
@@ -368,8 +364,17 @@ def _story(
 
     # 1. A CLI materialization over the whole universe; BADCO fails at the provider.
     materialize = _cli(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "market_pipeline.definitions",
-         "--select", "ohlcv_bars,quant_features", "--partition-range", "AAPL|1h...BTC-USD|1d"],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "market_pipeline.definitions",
+            "--select",
+            "ohlcv_bars,quant_features",
+            "--partition-range",
+            "AAPL|1h...BTC-USD|1d",
+        ],
         env,
     )
     assert materialize.returncode != 0 and "injected failure" in materialize.stderr
@@ -384,7 +389,9 @@ def _story(
     )
     assert len(statuses) == 6
     assert {(r["symbol"], r["status"]) for r in statuses} == {
-        ("AAPL", "completed"), ("BTC-USD", "completed"), ("BADCO", "failed")
+        ("AAPL", "completed"),
+        ("BTC-USD", "completed"),
+        ("BADCO", "failed"),
     }
     failures = tables.rows("SELECT * FROM feature_computation_failures ORDER BY timeframe")
     assert [(f["symbol"], f["timeframe"]) for f in failures] == [("BADCO", "1d"), ("BADCO", "1h")]
@@ -397,8 +404,11 @@ def _story(
     assert done.returncode == 0, done.stderr[-3000:]
     while_down = _latest_run_id(instance)
     daemon.start()
-    _wait_for("the run made while the daemon was down", lambda: tables.finished(
-        while_down, "failed"), daemon)
+    _wait_for(
+        "the run made while the daemon was down",
+        lambda: tables.finished(while_down, "failed"),
+        daemon,
+    )
     retries = {
         (f["symbol"], f["timeframe"]): f["retry_count"]
         for f in tables.rows("SELECT * FROM feature_computation_failures")
@@ -418,8 +428,11 @@ def _story(
     )
     assert tables.execution(unreachable) is None
     proxy.start()
-    _wait_for("the run made while the database was unreachable", lambda: tables.finished(
-        unreachable, "completed"), daemon)
+    _wait_for(
+        "the run made while the database was unreachable",
+        lambda: tables.finished(unreachable, "completed"),
+        daemon,
+    )
 
     # 4. BADCO is fixed at the provider; a re-run resolves both of its failures.
     write_universe(universe, SYMBOLS, TIMEFRAMES, {"kind": "synthetic", "history_bars": 200})
@@ -442,4 +455,3 @@ def _story(
         "GROUP BY execution_id, symbol, timeframe HAVING COUNT(*) > 1"
     )
     assert duplicated == []
-

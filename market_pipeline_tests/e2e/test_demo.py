@@ -46,5 +46,5 @@ def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally
     assert main(["demo"]) == 0  # a second demo is an incremental refresh of the same store
     out = capsys.readouterr().out
     assert "up to date" in out
-    history = out[out.index("Recent executions"):]
+    history = out[out.index("Recent executions") :]
     assert len(re.findall(r"completed\s+3/4", history)) == 2

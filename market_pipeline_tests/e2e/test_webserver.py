@@ -93,9 +93,20 @@ def _ask_webserver(tmp_path: Path, env: dict[str, str], query: str) -> dict:
     log = tmp_path / "webserver.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until_served(port, process, log)

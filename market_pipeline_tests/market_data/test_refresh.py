@@ -31,11 +31,17 @@ def test_incremental_runs_store_the_values_of_a_full_history_computation(engine)
     universe = _universe({"kind": "synthetic"})
     provider = build_provider(universe.provider)
     repo = MarketDataRepository(engine)
-    first = refresh_pairs(universe.pairs, universe=universe, provider=provider, repository=repo,
-                          now=T1)
+    first = refresh_pairs(
+        universe.pairs, universe=universe, provider=provider, repository=repo, now=T1
+    )
     assert all(o.ok for o in first)
-    second = refresh_pairs(universe.pairs, universe=universe, provider=provider, repository=repo,
-                           now=T1 + timedelta(days=3, hours=5))
+    second = refresh_pairs(
+        universe.pairs,
+        universe=universe,
+        provider=provider,
+        repository=repo,
+        now=T1 + timedelta(days=3, hours=5),
+    )
     assert all(o.ok for o in second)
     # The second run added bars, and wrote only the tail of the features.
     btc = {o.pair: o for o in second}[("BTC-USD", "1h")]
@@ -54,7 +60,9 @@ def test_incremental_runs_store_the_values_of_a_full_history_computation(engine)
         np.testing.assert_allclose(
             got[list(FEATURE_COLUMNS)].to_numpy(),
             expected[list(FEATURE_COLUMNS)].to_numpy(),
-            rtol=1e-12, atol=1e-12, equal_nan=True,
+            rtol=1e-12,
+            atol=1e-12,
+            equal_nan=True,
             err_msg=f"{symbol} {timeframe}",
         )
 
@@ -63,8 +71,14 @@ def _write_csv(path, n=40, start="2026-02-02 14:30"):
     ts = pd.date_range(start, periods=n, freq="1h", tz="UTC")
     close = 100 + np.sin(np.arange(n))
     pd.DataFrame(
-        {"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": close, "high": close + 1,
-         "low": close - 1, "close": close, "volume": 1000.0}
+        {
+            "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 1000.0,
+        }
     ).to_csv(path, index=False)
 
 
@@ -74,16 +88,27 @@ def test_a_csv_file_missing_a_column_fails_only_its_pair_naming_file_and_column(
     frame = pd.read_csv(tmp_path / "MSFT_1h.csv").drop(columns=["volume"])
     frame.to_csv(tmp_path / "MSFT_1h.csv", index=False)
     universe = universe_from_mapping(
-        {"provider": {"kind": "csv", "path": str(tmp_path)},
-         "symbols": [{"symbol": "AAPL", "asset_class": "equity"},
-                     {"symbol": "MSFT", "asset_class": "equity"}],
-         "timeframes": ["1h"]},
+        {
+            "provider": {"kind": "csv", "path": str(tmp_path)},
+            "symbols": [
+                {"symbol": "AAPL", "asset_class": "equity"},
+                {"symbol": "MSFT", "asset_class": "equity"},
+            ],
+            "timeframes": ["1h"],
+        },
         source="test",
     )
     repo = MarketDataRepository(engine)
-    outcomes = {o.symbol: o for o in refresh_pairs(
-        universe.pairs, universe=universe, provider=build_provider(universe.provider),
-        repository=repo, now=T1)}
+    outcomes = {
+        o.symbol: o
+        for o in refresh_pairs(
+            universe.pairs,
+            universe=universe,
+            provider=build_provider(universe.provider),
+            repository=repo,
+            now=T1,
+        )
+    }
     assert outcomes["AAPL"].ok and outcomes["AAPL"].rows_inserted == 40
     assert not outcomes["MSFT"].ok
     assert "MSFT_1h.csv" in outcomes["MSFT"].error and "volume" in outcomes["MSFT"].error
@@ -93,9 +118,16 @@ def test_a_csv_file_missing_a_column_fails_only_its_pair_naming_file_and_column(
 def test_bad_rows_are_rejected_counted_and_never_stored(engine):
     universe = _universe({"kind": "synthetic", "bad_row_symbols": ["AAPL"]})
     repo = MarketDataRepository(engine)
-    outcomes = {o.pair: o for o in refresh_pairs(
-        universe.pairs, universe=universe, provider=build_provider(universe.provider),
-        repository=repo, now=T1)}
+    outcomes = {
+        o.pair: o
+        for o in refresh_pairs(
+            universe.pairs,
+            universe=universe,
+            provider=build_provider(universe.provider),
+            repository=repo,
+            now=T1,
+        )
+    }
     bad = outcomes[("AAPL", "1h")]
     assert bad.ok and bad.rows_rejected > 0
     assert bad.rows_inserted == bad.rows_fetched - bad.rows_rejected
@@ -110,9 +142,14 @@ def test_a_series_whose_features_raise_fails_alone_in_the_batch():
     from market_pipeline.market_data.refresh import PairOutcome, _features_of
 
     good = pd.DataFrame(
-        {"ts": pd.date_range("2026-01-01", periods=30, freq="1D", tz="UTC"),
-         "open": 10.0, "high": 11.0, "low": 9.0, "close": np.linspace(10, 11, 30),
-         "volume": 100.0}
+        {
+            "ts": pd.date_range("2026-01-01", periods=30, freq="1D", tz="UTC"),
+            "open": 10.0,
+            "high": 11.0,
+            "low": 9.0,
+            "close": np.linspace(10, 11, 30),
+            "volume": 100.0,
+        }
     )
     bad = good.iloc[::-1].reset_index(drop=True)  # time runs backwards: refused by the kernel
     outcomes = {
@@ -184,8 +221,10 @@ def _barrier_run(engine, workers: int):
 
     from market_pipeline.market_data.refresh import refresh_in_chunks
 
-    universe = _universe({"kind": "synthetic"}, symbols=(("AAPL", "equity"), ("MSFT", "equity"),
-                                                         ("BTC-USD", "crypto")))
+    universe = _universe(
+        {"kind": "synthetic"},
+        symbols=(("AAPL", "equity"), ("MSFT", "equity"), ("BTC-USD", "crypto")),
+    )
     barrier = threading.Barrier(2, timeout=5)
     met: list[str] = []
 
@@ -196,9 +235,15 @@ def _barrier_run(engine, workers: int):
 
     chunks = list(
         refresh_in_chunks(
-            universe.pairs, chunk_size=2, first_chunk_size=2, workers=workers,
-            after_chunk=after_chunk, universe=universe, provider=build_provider(universe.provider),
-            repository=MarketDataRepository(engine), now=T1,
+            universe.pairs,
+            chunk_size=2,
+            first_chunk_size=2,
+            workers=workers,
+            after_chunk=after_chunk,
+            universe=universe,
+            provider=build_provider(universe.provider),
+            repository=MarketDataRepository(engine),
+            now=T1,
         )
     )
     return universe, chunks, met

@@ -36,9 +36,7 @@ NO_ROW = "NEVER_NO_ROW"  # monitored, never written
 
 def _expected() -> dict[str, str]:
     expected = {
-        symbol: freshness_status(
-            None if age is None else NOW - timedelta(seconds=age), count, NOW
-        )
+        symbol: freshness_status(None if age is None else NOW - timedelta(seconds=age), count, NOW)
         for symbol, age, count in ROWS
     }
     expected[NO_ROW] = "missing"

@@ -55,21 +55,18 @@ def _counts(engine) -> dict[str, int]:
         "feature_freshness",
     )
     with engine.connect() as conn:
-        return {
-            t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-            for t in tables
-        }
+        return {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
 
 
-def test_a_run_with_one_failing_symbol_is_completed_with_that_symbol_failed(
-    engine, settings
-):
+def test_a_run_with_one_failing_symbol_is_completed_with_that_symbol_failed(engine, settings):
     with dg.instance_for_test() as instance:
         backfill = run_backfill(settings, instance=instance)
         assert len(backfill.run_ids) == 1
         run_id = backfill.run_ids[0]
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
-        summary = reconcile_instance(instance, _store(engine, settings), asset_classes=asset_classes_of(settings))
+        summary = reconcile_instance(
+            instance, _store(engine, settings), asset_classes=asset_classes_of(settings)
+        )
     assert summary.mirrored == 1 and summary.errors == 0
 
     [execution] = _rows(engine, "scheduler_execution_log")
@@ -85,8 +82,7 @@ def test_a_run_with_one_failing_symbol_is_completed_with_that_symbol_failed(
     assert execution["job_name"] == MARKET_DATA_JOB
 
     statuses = {
-        (r["symbol"], r["timeframe"]): r
-        for r in _rows(engine, "symbol_computation_status")
+        (r["symbol"], r["timeframe"]): r for r in _rows(engine, "symbol_computation_status")
     }
     assert len(statuses) == 6
     for (symbol, _), row in statuses.items():
@@ -119,9 +115,13 @@ def test_mirroring_a_run_again_doubles_nothing(engine, settings):
         reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         before = _counts(engine)
         failures_before = _rows(engine, "feature_computation_failures", "ORDER BY id")
-        again = reconcile_instance(instance, store, full=True, asset_classes=asset_classes_of(settings))
+        again = reconcile_instance(
+            instance, store, full=True, asset_classes=asset_classes_of(settings)
+        )
         for run in instance.get_run_records():
-            apply_projection(store, project_run(instance, run), asset_classes=asset_classes_of(settings))
+            apply_projection(
+                store, project_run(instance, run), asset_classes=asset_classes_of(settings)
+            )
     assert again.mirrored == 1
     assert _counts(engine) == before
     assert _rows(engine, "feature_computation_failures", "ORDER BY id") == failures_before
@@ -179,7 +179,9 @@ def test_a_run_failing_as_a_whole_is_failed_with_the_underlying_error(engine, se
     with dg.instance_for_test() as instance:
         result = run_backfill(broken, instance=instance)
         projection = project_run(instance, result.run_ids[0])
-        apply_projection(_store(engine, settings), projection, asset_classes=asset_classes_of(settings))
+        apply_projection(
+            _store(engine, settings), projection, asset_classes=asset_classes_of(settings)
+        )
     assert projection.status == "failed"
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["status"] == "failed"
@@ -212,7 +214,9 @@ def test_a_started_run_is_running_and_a_canceled_one_failed_without_failures(eng
         instance.report_run_canceled(instance.get_run_by_id(run.run_id))
         canceled = project_run(instance, run.run_id)
         apply_projection(store, canceled, asset_classes=asset_classes_of(settings))
-        apply_projection(store, running, asset_classes=asset_classes_of(settings))  # a late STARTED delivery must not reopen the run
+        apply_projection(
+            store, running, asset_classes=asset_classes_of(settings)
+        )  # a late STARTED delivery must not reopen the run
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["status"] == "failed"
     assert execution["error_message"].startswith("run canceled")
@@ -259,15 +263,17 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
         summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         assert (summary.mirrored, summary.errors, summary.already_mirrored) == (1, 1, 1)
         # The watermark stays before the run that failed to mirror...
-        assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) < instance.get_run_record_by_id(
-            second.run_ids[0]
-        ).update_timestamp
+        assert (
+            store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+            < instance.get_run_record_by_id(second.run_ids[0]).update_timestamp
+        )
         monkeypatch.undo()
         summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         assert summary.mirrored == 1 and summary.errors == 0
-        assert store.mirror_watermark(DEFAULT_WATERMARK_NAME) >= instance.get_run_record_by_id(
-            third.run_ids[0]
-        ).update_timestamp
+        assert (
+            store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+            >= instance.get_run_record_by_id(third.run_ids[0]).update_timestamp
+        )
     executions = {r["execution_id"]: r for r in _rows(engine, "scheduler_execution_log")}
     assert set(executions) == {first.run_ids[0], second.run_ids[0], third.run_ids[0]}
     assert all(r["status"] == "completed" for r in executions.values())
@@ -281,10 +287,17 @@ def test_reconcile_since_reaches_back_before_the_watermark(engine, settings):
         with store.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM symbol_computation_status"))
             conn.execute(sa.text("DELETE FROM scheduler_execution_log"))
-        behind = reconcile_instance(instance, store, overlap=timedelta(0), asset_classes=asset_classes_of(settings))
+        behind = reconcile_instance(
+            instance, store, overlap=timedelta(0), asset_classes=asset_classes_of(settings)
+        )
         assert behind.mirrored == 0  # the run is behind the watermark
         since = datetime.now(UTC) - timedelta(hours=1)
-        assert reconcile_instance(instance, store, since=since, asset_classes=asset_classes_of(settings)).mirrored == 1
+        assert (
+            reconcile_instance(
+                instance, store, since=since, asset_classes=asset_classes_of(settings)
+            ).mirrored
+            == 1
+        )
     assert _counts(engine)["symbol_computation_status"] == 2
 
 
@@ -292,6 +305,8 @@ def test_reconcile_since_reaches_back_before_the_watermark(engine, settings):
 def test_the_trigger_tag_is_recorded(engine, settings, trigger):
     with dg.instance_for_test() as instance:
         run_backfill(settings, symbols=["AAPL"], instance=instance, trigger=trigger)
-        reconcile_instance(instance, _store(engine, settings), asset_classes=asset_classes_of(settings))
+        reconcile_instance(
+            instance, _store(engine, settings), asset_classes=asset_classes_of(settings)
+        )
     [execution] = _rows(engine, "scheduler_execution_log")
     assert execution["run_trigger"] == trigger

@@ -16,8 +16,11 @@ BOTH = (OHLCV_BARS, QUANT_FEATURES)
 
 def _done(keys: list[str], at: float = T0 + 60) -> dict[str, dict[str, Materialized]]:
     bars = {Metadata.ROWS_FETCHED: 10, Metadata.ROWS_INSERTED: 7, Metadata.BARS_STORED: 300}
-    features = {Metadata.FEATURES_COMPUTED: 7, Metadata.BARS_STORED: 300,
-                Metadata.LAST_BAR_AT: "2026-11-27T21:00:00+00:00"}
+    features = {
+        Metadata.FEATURES_COMPUTED: 7,
+        Metadata.BARS_STORED: 300,
+        Metadata.LAST_BAR_AT: "2026-11-27T21:00:00+00:00",
+    }
     return {
         OHLCV_BARS: {k: Materialized(at, bars) for k in keys},
         QUANT_FEATURES: {k: Materialized(at + 1, features) for k in keys},
@@ -59,9 +62,7 @@ def test_a_success_completes_every_pair_with_its_counts():
 def test_45_ok_and_5_failed_symbols_is_a_completed_execution_naming_the_failures():
     good = [f"S{i:02d}|1d" for i in range(45)]
     bad = [f"X{i}|1d" for i in range(5)]
-    projection = project(
-        _facts("FAILURE", good + bad, good, step_failures=_per_pair_failure(bad))
-    )
+    projection = project(_facts("FAILURE", good + bad, good, step_failures=_per_pair_failure(bad)))
     assert projection.status == "completed"
     assert (projection.successful_symbols, len(projection.failed_symbols)) == (45, 5)
     assert projection.error_message.startswith("5 of 50 pairs failed: X0|1d: injected failure")
@@ -72,8 +73,12 @@ def test_45_ok_and_5_failed_symbols_is_a_completed_execution_naming_the_failures
 
 def test_a_symbol_fails_when_any_of_its_timeframes_failed():
     projection = project(
-        _facts("FAILURE", ["AAPL|1d", "AAPL|1h"], ["AAPL|1d"],
-               step_failures=_per_pair_failure(["AAPL|1h"]))
+        _facts(
+            "FAILURE",
+            ["AAPL|1d", "AAPL|1h"],
+            ["AAPL|1d"],
+            step_failures=_per_pair_failure(["AAPL|1h"]),
+        )
     )
     assert projection.failed_symbols == {"AAPL"}
     assert projection.successful_symbols == 0

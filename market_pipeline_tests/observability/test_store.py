@@ -216,7 +216,10 @@ def test_create_validates_its_arguments(engine, store, kwargs, error):
 def test_recreating_a_completed_execution_does_not_reopen_it(engine, store, clock):
     eid = new_execution(store, total_symbols=50)
     store.update_scheduler_execution_log(
-        execution_id=eid, completed_at=T0, successful_symbols=45, failed_symbols=5,
+        execution_id=eid,
+        completed_at=T0,
+        successful_symbols=45,
+        failed_symbols=5,
         status="completed",
     )
     before = execution_row(engine, eid)
@@ -275,7 +278,10 @@ def test_update_keeps_an_explicit_duration_and_unmentioned_fields(engine, store)
     eid = new_execution(store, total_symbols=3)
     store.update_scheduler_execution_log(execution_id=eid, successful_symbols=1)
     store.update_scheduler_execution_log(
-        execution_id=eid, completed_at=T0, duration_seconds=12.5, status="failed",
+        execution_id=eid,
+        completed_at=T0,
+        duration_seconds=12.5,
+        status="failed",
         error_message="provider down",
     )
     row = execution_row(engine, eid)
@@ -379,8 +385,11 @@ def test_first_failure_opens_a_row(engine, store):
     eid = new_execution(store)
     failed = T0 - timedelta(minutes=25)
     fid = store.log_feature_computation_failure(
-        symbol="XYZ", timeframe="1h", error_message="Division by zero in volatility",
-        execution_id=eid, failed_at=failed,
+        symbol="XYZ",
+        timeframe="1h",
+        error_message="Division by zero in volatility",
+        execution_id=eid,
+        failed_at=failed,
     )
     (row,) = failure_rows(engine, "XYZ", "1h")
     assert row.id == fid
@@ -447,7 +456,10 @@ def test_an_older_failure_arriving_late_counts_but_does_not_replace_the_newest(e
 def test_resolving_closes_the_open_failure_and_the_next_failure_opens_a_new_one(engine, store):
     failing, fixing = new_execution(store), new_execution(store)
     fid = store.log_feature_computation_failure(
-        symbol="XYZ", timeframe="1h", error_message="x", execution_id=failing,
+        symbol="XYZ",
+        timeframe="1h",
+        error_message="x",
+        execution_id=failing,
         failed_at=T0 - timedelta(hours=1),
     )
     store.log_feature_computation_failure(
@@ -475,9 +487,12 @@ def test_a_success_older_than_the_failure_does_not_resolve_it(engine, store):
     store.log_feature_computation_failure(
         symbol="XYZ", timeframe="1h", error_message="x", failed_at=T0
     )
-    assert store.resolve_feature_computation_failures(
-        symbol="XYZ", timeframe="1h", resolved_at=T0 - timedelta(seconds=1)
-    ) == 0
+    assert (
+        store.resolve_feature_computation_failures(
+            symbol="XYZ", timeframe="1h", resolved_at=T0 - timedelta(seconds=1)
+        )
+        == 0
+    )
     assert not failure_rows(engine, "XYZ", "1h")[0].resolved
 
 
@@ -494,7 +509,10 @@ def test_resolving_only_touches_its_pair(engine, store):
 def test_redelivering_a_resolved_failure_does_not_reopen_the_pair(engine, store):
     failing, fixing = new_execution(store), new_execution(store)
     args = {
-        "symbol": "XYZ", "timeframe": "1h", "error_message": "x", "execution_id": failing,
+        "symbol": "XYZ",
+        "timeframe": "1h",
+        "error_message": "x",
+        "execution_id": failing,
         "failed_at": T0 - timedelta(hours=1),
     }
     fid = store.log_feature_computation_failure(**args)
@@ -512,7 +530,10 @@ def test_a_failure_arriving_after_a_later_recorded_success_is_stored_resolved(en
         execution_id=fixing, symbol="XYZ", timeframe="1h", status="completed", completed_at=T0
     )
     fid = store.log_feature_computation_failure(
-        symbol="XYZ", timeframe="1h", error_message="late news", execution_id=failing,
+        symbol="XYZ",
+        timeframe="1h",
+        error_message="late news",
+        execution_id=failing,
         failed_at=T0 - timedelta(hours=1),
     )
     (row,) = failure_rows(engine, "XYZ", "1h")
@@ -541,9 +562,7 @@ def test_failures_with_unknown_or_malformed_execution_ids_are_refused(engine, st
 def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, store):
     """Among many statuses of the pair only a completed one at or after failed_at resolves a late
     failure, and the earliest such success is the one recorded as resolving it."""
-    earlier, failing, failed_later, first_fix, second_fix = (
-        new_execution(store) for _ in range(5)
-    )
+    earlier, failing, failed_later, first_fix, second_fix = (new_execution(store) for _ in range(5))
     statuses = [
         (earlier, "completed", T0 - timedelta(hours=5)),
         (failed_later, "failed", T0 - timedelta(minutes=30)),
@@ -551,8 +570,13 @@ def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, stor
         (first_fix, "completed", T0 + timedelta(hours=1)),
     ]
     store.log_symbol_computation_statuses(
-        {"execution_id": eid, "symbol": "XYZ", "timeframe": "1h", "status": status,
-         "completed_at": at}
+        {
+            "execution_id": eid,
+            "symbol": "XYZ",
+            "timeframe": "1h",
+            "status": status,
+            "completed_at": at,
+        }
         for eid, status, at in statuses
     )
     fid = store.log_feature_computation_failure(
@@ -561,15 +585,21 @@ def test_the_earliest_success_at_or_after_the_failure_supersedes_it(engine, stor
     (row,) = failure_rows(engine, "XYZ", "1h")
     assert row.id == fid
     assert (row.resolved, row.resolved_at, row.resolved_by_execution_id) == (
-        True, T0 + timedelta(hours=1), first_fix
+        True,
+        T0 + timedelta(hours=1),
+        first_fix,
     )
     # A failure after every success of the pair opens it; the other pair is untouched.
     later = store.log_feature_computation_failure(
-        symbol="XYZ", timeframe="1h", error_message="new", execution_id=new_execution(store),
+        symbol="XYZ",
+        timeframe="1h",
+        error_message="new",
+        execution_id=new_execution(store),
         failed_at=T0 + timedelta(hours=3),
     )
     assert [(r.id, r.resolved) for r in failure_rows(engine, "XYZ", "1h")] == [
-        (fid, True), (later, False)
+        (fid, True),
+        (later, False),
     ]
     assert failure_rows(engine, "XYZ", "1d") == []
 
@@ -603,8 +633,9 @@ def test_only_the_stores_own_connections_skip_the_commit_flush(pg_engine, clock)
 
     assert direct_pool(engine).run(show, statement="SHOW", may_repeat=True) == "off"
     with engine.connect() as conn:
-        default = conn.exec_driver_sql("SELECT reset_val FROM pg_settings "
-                                       "WHERE name = 'synchronous_commit'").scalar_one()
+        default = conn.exec_driver_sql(
+            "SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'"
+        ).scalar_one()
         assert default == "on"
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == default
 
@@ -615,8 +646,12 @@ def test_only_the_stores_own_connections_skip_the_commit_flush(pg_engine, clock)
         {"symbol": "", "timeframe": "1h", "error_message": "x"},
         {"symbol": "XYZ", "timeframe": None, "error_message": "x"},
         {"symbol": "X\x00", "timeframe": "1h", "error_message": "x"},
-        {"symbol": "XYZ", "timeframe": "1h", "error_message": "x",
-         "failed_at": datetime(2024, 1, 1)},
+        {
+            "symbol": "XYZ",
+            "timeframe": "1h",
+            "error_message": "x",
+            "failed_at": datetime(2024, 1, 1),
+        },
     ],
 )
 def test_failure_arguments_are_validated(store, kwargs):
@@ -641,21 +676,29 @@ def test_deleting_an_execution_keeps_its_failures(engine, store):
 
 def status_row(engine, eid, symbol, timeframe):
     s = symbol_computation_status
-    return one(
-        engine, s, s.c.execution_id == eid, s.c.symbol == symbol, s.c.timeframe == timeframe
-    )
+    return one(engine, s, s.c.execution_id == eid, s.c.symbol == symbol, s.c.timeframe == timeframe)
 
 
 def test_symbol_status_is_an_upsert_per_execution_and_pair(engine, store):
     eid = new_execution(store)
     started = T0 - timedelta(minutes=10)
     store.log_symbol_computation_status(
-        execution_id=eid, symbol="AAPL", timeframe="1d", status="in_progress",
-        asset_class="equity", started_at=started,
+        execution_id=eid,
+        symbol="AAPL",
+        timeframe="1d",
+        status="in_progress",
+        asset_class="equity",
+        started_at=started,
     )
     store.log_symbol_computation_status(
-        execution_id=eid, symbol="AAPL", timeframe="1d", status="completed",
-        records_processed=250, records_inserted=3, features_computed=18, completed_at=T0,
+        execution_id=eid,
+        symbol="AAPL",
+        timeframe="1d",
+        status="completed",
+        records_processed=250,
+        records_inserted=3,
+        features_computed=18,
+        completed_at=T0,
     )
     row = status_row(engine, eid, "AAPL", "1d")
     assert row.status == "completed"
@@ -668,8 +711,12 @@ def test_symbol_status_is_an_upsert_per_execution_and_pair(engine, store):
 def test_symbol_status_duration_comes_from_its_timestamps(engine, store):
     eid = new_execution(store)
     store.log_symbol_computation_status(
-        execution_id=eid, symbol="AAPL", timeframe="1d", status="completed",
-        started_at=T0 - timedelta(seconds=2.5), completed_at=T0,
+        execution_id=eid,
+        symbol="AAPL",
+        timeframe="1d",
+        status="completed",
+        started_at=T0 - timedelta(seconds=2.5),
+        completed_at=T0,
     )
     assert status_row(engine, eid, "AAPL", "1d").duration_seconds == pytest.approx(2.5)
 
@@ -687,11 +734,17 @@ def test_a_completed_status_resolves_the_pairs_open_failure(engine, store):
     failing, fixing = new_execution(store), new_execution(store)
     for symbol in ("XYZ", "ABC"):
         store.log_feature_computation_failure(
-            symbol=symbol, timeframe="1h", error_message="x", execution_id=failing,
+            symbol=symbol,
+            timeframe="1h",
+            error_message="x",
+            execution_id=failing,
             failed_at=T0 - timedelta(hours=1),
         )
     store.log_symbol_computation_status(
-        execution_id=fixing, symbol="XYZ", timeframe="1h", status="completed",
+        execution_id=fixing,
+        symbol="XYZ",
+        timeframe="1h",
+        status="completed",
         completed_at=T0 - timedelta(minutes=5),
     )
     xyz = failure_rows(engine, "XYZ", "1h")[0]
@@ -748,8 +801,13 @@ def test_bulk_statuses_write_a_thousand_rows_in_a_handful_of_statements(engine, 
     timeframes = ["1m", "5m", "15m", "1h", "1d"]
     batch = [
         {
-            "execution_id": eid, "symbol": s, "timeframe": tf, "status": "completed",
-            "asset_class": "equity", "records_processed": 10, "completed_at": T0,
+            "execution_id": eid,
+            "symbol": s,
+            "timeframe": tf,
+            "status": "completed",
+            "asset_class": "equity",
+            "records_processed": 10,
+            "completed_at": T0,
         }
         for s in symbols
         for tf in timeframes
@@ -767,7 +825,7 @@ def test_bulk_statuses_write_a_thousand_rows_in_a_handful_of_statements(engine, 
 def test_bulk_statuses_are_all_or_nothing_and_name_the_bad_row(engine, store):
     eid = new_execution(store)
     good = {"execution_id": eid, "symbol": "AAPL", "timeframe": "1d", "status": "completed"}
-    with pytest.raises(ValueError, match="row 1: .*status"):
+    with pytest.raises(ValueError, match=r"row 1: .*status"):
         store.log_symbol_computation_statuses([good, {**good, "symbol": "B", "status": "bad"}])
     with pytest.raises(ValueError, match="row 0: unknown field"):
         store.log_symbol_computation_statuses([{**good, "colour": "red"}])
@@ -825,9 +883,12 @@ def test_update_freshness_stores_status_and_staleness_at_the_boundaries(
     engine, store, age, expected
 ):
     last = T0 - timedelta(seconds=age)
-    assert store.update_feature_freshness(
-        symbol="AAPL", timeframe="1d", last_computed_at=last, data_point_count=250
-    ) == expected
+    assert (
+        store.update_feature_freshness(
+            symbol="AAPL", timeframe="1d", last_computed_at=last, data_point_count=250
+        )
+        == expected
+    )
     row = freshness_row(engine, "AAPL", "1d")
     assert row.status == expected
     assert row.staleness_seconds == pytest.approx(age, abs=1e-6)
@@ -848,11 +909,16 @@ def test_update_freshness_marks_missing_pairs(engine, store):
 
 def test_update_freshness_replaces_the_row_with_newer_data(engine, store):
     store.update_feature_freshness(
-        symbol="AAPL", timeframe="1d", last_computed_at=T0 - timedelta(days=2),
-        data_point_count=100, last_bar_at=T0 - timedelta(days=3),
+        symbol="AAPL",
+        timeframe="1d",
+        last_computed_at=T0 - timedelta(days=2),
+        data_point_count=100,
+        last_bar_at=T0 - timedelta(days=3),
     )
     store.update_feature_freshness(
-        symbol="AAPL", timeframe="1d", last_computed_at=T0 - timedelta(minutes=1),
+        symbol="AAPL",
+        timeframe="1d",
+        last_computed_at=T0 - timedelta(minutes=1),
         data_point_count=101,
     )
     row = freshness_row(engine, "AAPL", "1d")
@@ -867,7 +933,9 @@ def test_update_freshness_never_moves_last_computed_at_back(engine, store):
         symbol="AAPL", timeframe="1d", last_computed_at=newest, data_point_count=250
     )
     store.update_feature_freshness(
-        symbol="AAPL", timeframe="1d", last_computed_at=T0 - timedelta(days=3),
+        symbol="AAPL",
+        timeframe="1d",
+        last_computed_at=T0 - timedelta(days=3),
         data_point_count=10,
     )
     store.update_feature_freshness(
@@ -888,20 +956,30 @@ def test_update_freshness_with_an_explicit_now_and_other_zones(engine, store):
     assert (row.staleness_seconds, row.status, row.updated_at) == (0.0, "fresh", now)
     with pytest.raises(NaiveDatetimeError):
         store.update_feature_freshness(
-            symbol="AAPL", timeframe="1d", last_computed_at=datetime(2024, 1, 1),
+            symbol="AAPL",
+            timeframe="1d",
+            last_computed_at=datetime(2024, 1, 1),
             data_point_count=1,
         )
 
 
 def test_bulk_freshness_is_one_statement_and_keeps_the_newest_duplicate(engine, store):
     batch = [
-        {"symbol": f"S{i:03d}", "timeframe": "1d", "last_computed_at": T0 - timedelta(hours=i),
-         "data_point_count": 250}
+        {
+            "symbol": f"S{i:03d}",
+            "timeframe": "1d",
+            "last_computed_at": T0 - timedelta(hours=i),
+            "data_point_count": 250,
+        }
         for i in range(100)
     ]
     batch.append(
-        {"symbol": "S000", "timeframe": "1d", "last_computed_at": T0 - timedelta(days=9),
-         "data_point_count": 1}
+        {
+            "symbol": "S000",
+            "timeframe": "1d",
+            "last_computed_at": T0 - timedelta(days=9),
+            "data_point_count": 1,
+        }
     )
     with StatementCounter(engine) as counter:
         assert store.update_feature_freshness_many(batch) == 100
@@ -946,7 +1024,10 @@ def test_refresh_uses_the_clock_and_clamps_future_computations(engine, store, cl
         symbol="AAPL", timeframe="1d", last_computed_at=T0, data_point_count=5
     )
     store.update_feature_freshness(
-        symbol="MSFT", timeframe="1d", last_computed_at=T0, data_point_count=5,
+        symbol="MSFT",
+        timeframe="1d",
+        last_computed_at=T0,
+        data_point_count=5,
         now=T0 - timedelta(days=2),
     )
     clock.advance(days=1)
@@ -961,7 +1042,12 @@ def test_refresh_uses_the_clock_and_clamps_future_computations(engine, store, cl
 # -- get_feature_staleness_report ----------------------------------------------------------------
 
 ITEM_KEYS = {
-    "symbol", "timeframe", "last_computed_at", "staleness_seconds", "status", "data_point_count"
+    "symbol",
+    "timeframe",
+    "last_computed_at",
+    "staleness_seconds",
+    "status",
+    "data_point_count",
 }
 
 
@@ -986,7 +1072,10 @@ def test_staleness_report_has_the_spec_shape(store):
     assert set(report) == {"timestamp", "summary", "by_status"}
     assert report["timestamp"] == T0
     assert report["summary"] == {
-        "fresh_count": 1, "aging_count": 1, "stale_count": 1, "missing_count": 0,
+        "fresh_count": 1,
+        "aging_count": 1,
+        "stale_count": 1,
+        "missing_count": 0,
         "total_monitored": 3,
     }
     assert list(report["by_status"]) == ["fresh", "aging", "stale", "missing"]
@@ -1006,8 +1095,7 @@ def test_staleness_report_has_the_spec_shape(store):
 def test_staleness_is_computed_at_read_time_not_taken_from_the_cache(engine, store, clock):
     seed_freshness(store, {("AAPL", "1d"): 0})
     assert freshness_row(engine, "AAPL", "1d").status == "fresh"
-    for age, expected in [(3599.999, "fresh"), (3600, "aging"), (86399, "aging"),
-                          (86400, "stale")]:
+    for age, expected in [(3599.999, "fresh"), (3600, "aging"), (86399, "aging"), (86400, "stale")]:
         clock.now = T0 + timedelta(seconds=age)
         report = store.get_feature_staleness_report().model_dump()
         (item,) = report["by_status"][expected]
@@ -1054,15 +1142,36 @@ def test_report_order_matches_python_sorting_of_every_pair(engine, clock):
     """The ranking done in SQL equals sorting every pair in Python: never computed first, then
     most stale, ties (equal ages, future computations clamped to 0) by code-point order of
     symbol then timeframe, whatever the database collation; counts ignore the cap."""
-    pairs = [("aapl", "1d"), ("AAPL", "1d"), ("Zed", "1d"), ("ÉTF", "1d"), ("B", "1h"),
-             ("B", "15m"), ("NEVER", "1d"), ("ZERO", "1d"), ("FUT1", "1d"), ("FUT0", "1d")]
+    pairs = [
+        ("aapl", "1d"),
+        ("AAPL", "1d"),
+        ("Zed", "1d"),
+        ("ÉTF", "1d"),
+        ("B", "1h"),
+        ("B", "15m"),
+        ("NEVER", "1d"),
+        ("ZERO", "1d"),
+        ("FUT1", "1d"),
+        ("FUT0", "1d"),
+    ]
     store = make_store(engine, clock, monitored_pairs=pairs)
-    ages = {("aapl", "1d"): 100, ("AAPL", "1d"): 100, ("Zed", "1d"): 100, ("ÉTF", "1d"): 100,
-            ("B", "1h"): 90000, ("B", "15m"): 90000, ("FUT1", "1d"): -50, ("FUT0", "1d"): -5}
+    ages = {
+        ("aapl", "1d"): 100,
+        ("AAPL", "1d"): 100,
+        ("Zed", "1d"): 100,
+        ("ÉTF", "1d"): 100,
+        ("B", "1h"): 90000,
+        ("B", "15m"): 90000,
+        ("FUT1", "1d"): -50,
+        ("FUT0", "1d"): -5,
+    }
     seed_freshness(store, ages)
     store.update_feature_freshness(
-        symbol="ZERO", timeframe="1d", last_computed_at=T0 - timedelta(seconds=10),
-        data_point_count=0, now=T0,
+        symbol="ZERO",
+        timeframe="1d",
+        last_computed_at=T0 - timedelta(seconds=10),
+        data_point_count=0,
+        now=T0,
     )
     report = store.get_feature_staleness_report(limit=MAX_LIMIT).model_dump()
     listed = [item for items in report["by_status"].values() for item in items]
@@ -1075,14 +1184,22 @@ def test_report_order_matches_python_sorting_of_every_pair(engine, clock):
     for status, items in report["by_status"].items():
         assert items == sorted(items, key=python_key), status
         for item in items:
-            assert item["status"] == status == freshness_status(
-                item["last_computed_at"], item["data_point_count"], T0
+            assert (
+                item["status"]
+                == status
+                == freshness_status(item["last_computed_at"], item["data_point_count"], T0)
             )
     assert [i["symbol"] for i in report["by_status"]["fresh"]] == [
-        "AAPL", "Zed", "aapl", "ÉTF", "FUT0", "FUT1"
+        "AAPL",
+        "Zed",
+        "aapl",
+        "ÉTF",
+        "FUT0",
+        "FUT1",
     ]
     assert [(i["symbol"], i["timeframe"]) for i in report["by_status"]["stale"]] == [
-        ("B", "15m"), ("B", "1h")
+        ("B", "15m"),
+        ("B", "1h"),
     ]
     assert [i["symbol"] for i in report["by_status"]["missing"]] == ["NEVER", "ZERO"]
     capped = store.get_feature_staleness_report(limit=1).model_dump()
@@ -1098,7 +1215,10 @@ def test_health_counts_are_computed_at_read_time_for_monitored_pairs(engine, clo
     seed_freshness(store, {("AAPL", "1d"): 10, ("AAPL", "1h"): 4000, ("OTHER", "1d"): 10})
     health = store.get_scheduler_health().model_dump()
     assert health["freshness_summary"] == {
-        "fresh_count": 1, "aging_count": 1, "stale_count": 0, "missing_count": 1,
+        "fresh_count": 1,
+        "aging_count": 1,
+        "stale_count": 0,
+        "missing_count": 1,
         "total_monitored": 3,
     }
     assert health["total_symbols_monitored"] == 2
@@ -1107,9 +1227,12 @@ def test_health_counts_are_computed_at_read_time_for_monitored_pairs(engine, clo
     assert health["freshness_summary"]["aging_count"] == 1
     assert health["freshness_summary"]["stale_count"] == 1
     assert health["stale_features_count"] == 2
-    assert make_store(engine, clock, monitored_pairs=[]).get_scheduler_health().model_dump()[
-        "freshness_summary"
-    ]["total_monitored"] == 0
+    assert (
+        make_store(engine, clock, monitored_pairs=[])
+        .get_scheduler_health()
+        .model_dump()["freshness_summary"]["total_monitored"]
+        == 0
+    )
 
 
 @pytest.mark.parametrize("bad", [0, -1, MAX_LIMIT + 1, True, "5", 2.0, None])
@@ -1123,24 +1246,38 @@ def test_limits_are_validated(store, bad):
 
 
 def test_the_largest_limit_is_accepted(store):
-    assert store.get_feature_staleness_report(limit=MAX_LIMIT).model_dump()["summary"]["total_monitored"] == 0
+    assert (
+        store.get_feature_staleness_report(limit=MAX_LIMIT).model_dump()["summary"][
+            "total_monitored"
+        ]
+        == 0
+    )
     assert store.get_execution_history(limit=MAX_LIMIT).model_dump()["executions"] == []
 
 
 # -- get_scheduler_health ------------------------------------------------------------------------
 
 SPEC_HEALTH_KEYS = {
-    "status", "timestamp", "last_execution", "stale_features_count", "recent_failures",
+    "status",
+    "timestamp",
+    "last_execution",
+    "stale_features_count",
+    "recent_failures",
     "total_symbols_monitored",
 }
 SPEC_LAST_EXECUTION_KEYS = {
-    "execution_id", "started_at", "completed_at", "status", "successful_symbols", "failed_symbols"
+    "execution_id",
+    "started_at",
+    "completed_at",
+    "status",
+    "successful_symbols",
+    "failed_symbols",
 }
 
 
 def test_health_with_no_execution_is_degraded_and_has_the_spec_shape(store):
     health = store.get_scheduler_health().model_dump()
-    assert SPEC_HEALTH_KEYS <= set(health)
+    assert set(health) >= SPEC_HEALTH_KEYS
     assert health["status"] == "degraded"
     assert health["reasons"] == [NO_EXECUTION_REASON]
     assert health["timestamp"] == T0
@@ -1154,19 +1291,23 @@ def test_health_with_no_execution_is_degraded_and_has_the_spec_shape(store):
 def test_health_is_healthy_after_a_good_run_with_fresh_features(store):
     eid = new_execution(store, total_symbols=2)
     store.update_scheduler_execution_log(
-        execution_id=eid, completed_at=T0 - timedelta(minutes=30), successful_symbols=2,
+        execution_id=eid,
+        completed_at=T0 - timedelta(minutes=30),
+        successful_symbols=2,
         status="completed",
     )
     seed_freshness(store, {("AAPL", "1d"): 1800, ("MSFT", "1d"): 1800})
     health = store.get_scheduler_health().model_dump()
     assert (health["status"], health["reasons"]) == ("healthy", [])
     last = health["last_execution"]
-    assert SPEC_LAST_EXECUTION_KEYS <= set(last)
+    assert set(last) >= SPEC_LAST_EXECUTION_KEYS
     assert last["execution_id"] == eid
     assert last["started_at"] == T0 - timedelta(hours=1)
     assert last["completed_at"] == T0 - timedelta(minutes=30)
     assert (last["status"], last["successful_symbols"], last["failed_symbols"]) == (
-        "completed", 2, 0
+        "completed",
+        2,
+        0,
     )
     assert health["total_symbols_monitored"] == 2
 
@@ -1178,8 +1319,9 @@ def test_health_looks_at_the_most_recently_started_execution(store):
     health = store.get_scheduler_health().model_dump()
     assert health["last_execution"]["execution_id"] == newer
     assert (health["status"], health["reasons"]) == ("healthy", [])
-    store.update_scheduler_execution_log(execution_id=newer, status="failed",
-                                         error_message="provider down")
+    store.update_scheduler_execution_log(
+        execution_id=newer, status="failed", error_message="provider down"
+    )
     health = store.get_scheduler_health().model_dump()
     assert health["status"] == "degraded"
     assert "last execution failed" in health["reasons"]
@@ -1209,7 +1351,10 @@ def test_recent_failures_are_the_unresolved_ones_newest_first(store):
     eid = new_execution(store)
     for i, symbol in enumerate(["OLD", "MID", "NEW", "FIXED"]):
         store.log_feature_computation_failure(
-            symbol=symbol, timeframe="1h", error_message=f"error {symbol}", execution_id=eid,
+            symbol=symbol,
+            timeframe="1h",
+            error_message=f"error {symbol}",
+            execution_id=eid,
             failed_at=T0 - timedelta(minutes=40 - 10 * i),
         )
     store.resolve_feature_computation_failures(symbol="FIXED", timeframe="1h", resolved_at=T0)
@@ -1229,12 +1374,18 @@ def test_alerts_list_pairs_failing_the_threshold_times_in_a_row(engine, clock):
     for i in range(3):
         eid = new_execution(store, started_at=T0 - timedelta(hours=3 - i))
         store.log_feature_computation_failure(
-            symbol="XYZ", timeframe="1h", error_message=f"try {i}", execution_id=eid,
+            symbol="XYZ",
+            timeframe="1h",
+            error_message=f"try {i}",
+            execution_id=eid,
             failed_at=T0 - timedelta(hours=3 - i),
         )
         if i < 2:
             store.log_feature_computation_failure(
-                symbol="ABC", timeframe="1d", error_message="x", execution_id=eid,
+                symbol="ABC",
+                timeframe="1d",
+                error_message="x",
+                execution_id=eid,
                 failed_at=T0 - timedelta(hours=3 - i),
             )
     alerts = store.get_scheduler_health().model_dump()["alerts"]
@@ -1280,9 +1431,17 @@ def test_store_arguments_are_validated(engine, clock):
 # -- get_execution_history -----------------------------------------------------------------------
 
 SPEC_EXECUTION_KEYS = {
-    "execution_id", "started_at", "completed_at", "duration_seconds", "total_symbols",
-    "successful_symbols", "failed_symbols", "total_records_processed", "status",
-    "error_message", "success_rate",
+    "execution_id",
+    "started_at",
+    "completed_at",
+    "duration_seconds",
+    "total_symbols",
+    "successful_symbols",
+    "failed_symbols",
+    "total_records_processed",
+    "status",
+    "error_message",
+    "success_rate",
 }
 
 
@@ -1293,8 +1452,11 @@ def test_execution_history_has_the_spec_shape_newest_first(store):
         ids.append((hours_ago, eid))
     first = dict(ids)[1]
     store.update_scheduler_execution_log(
-        execution_id=first, completed_at=T0 - timedelta(hours=1) + timedelta(seconds=930),
-        successful_symbols=45, failed_symbols=5, total_records_processed=12500,
+        execution_id=first,
+        completed_at=T0 - timedelta(hours=1) + timedelta(seconds=930),
+        successful_symbols=45,
+        failed_symbols=5,
+        total_records_processed=12500,
         status="completed",
     )
     history = store.get_execution_history(limit=2).model_dump()

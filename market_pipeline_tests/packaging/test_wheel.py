@@ -25,9 +25,10 @@ pytestmark = pytest.mark.slow
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(out), str(REPO)],
-        check=True, capture_output=True, timeout=300,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (built,) = out.glob("market_pipeline-*.whl")
     return built
@@ -41,19 +42,22 @@ def fresh_venv(wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     (own_site,) = (venv / "lib").glob("python3*/site-packages")
-    (own_site / "borrowed_dependencies.pth").write_text(
-        "\n".join(site.getsitepackages()) + "\n"
-    )
+    (own_site / "borrowed_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return venv
 
 
 def _env(home: Path, universe: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MARKET_PIPELINE_", "DAGSTER_", "PYTHON"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MARKET_PIPELINE_", "DAGSTER_", "PYTHON"))
+    }
     env["MARKET_PIPELINE_HOME"] = str(home)
     if universe is not None:
         env["MARKET_PIPELINE_UNIVERSE"] = str(universe)
@@ -63,7 +67,12 @@ def _env(home: Path, universe: Path | None = None) -> dict[str, str]:
 def _run(venv: Path, args: list[str], cwd: Path, env: dict[str, str]):
     return subprocess.run(
         [str(venv / "bin" / "market-pipeline"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -81,16 +90,25 @@ def test_the_wheel_ships_its_data_files_and_no_tests(wheel):
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(fresh_venv, tmp_path):
     found = subprocess.run(
-        [str(fresh_venv / "bin" / "python"), "-c",
-         "import market_pipeline; print(market_pipeline.__file__)"],
-        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, check=True,
+        [
+            str(fresh_venv / "bin" / "python"),
+            "-c",
+            "import market_pipeline; print(market_pipeline.__file__)",
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(found).is_relative_to(fresh_venv), found
 
 
 def test_migrate_and_demo_run_outside_the_checkout(fresh_venv, tmp_path):
     universe = write_universe(
-        tmp_path / "u.yaml", [("AAPL", "equity"), ("ETH-USD", "crypto")], ["1h", "1d"],
+        tmp_path / "u.yaml",
+        [("AAPL", "equity"), ("ETH-USD", "crypto")],
+        ["1h", "1d"],
         {"kind": "synthetic", "history_bars": 200},
     )
     env = _env(tmp_path / "home", universe)
@@ -116,7 +134,10 @@ def test_serve_answers_from_the_installed_package(fresh_venv, tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [str(fresh_venv / "bin" / "market-pipeline"), "serve", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,7 @@ from market_pipeline.providers import (
 )
 
 H1 = Timeframe.parse("1h")
-UNTIL = datetime(2024, 3, 12, 0, 0, tzinfo=timezone.utc)
+UNTIL = datetime(2024, 3, 12, 0, 0, tzinfo=UTC)
 HEADER = "timestamp,open,high,low,close,volume\n"
 
 
@@ -43,7 +43,7 @@ def fetch(folder: Path, since=None, until=UNTIL, symbol="AAPL", **options) -> pd
 
 
 def at(hour: int) -> datetime:
-    return datetime(2024, 3, 11, hour, tzinfo=timezone.utc)
+    return datetime(2024, 3, 11, hour, tzinfo=UTC)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_incremental_fetch_with_offsets_in_the_file_compares_in_utc(tmp_path):
         tmp_path,
         HEADER
         + "".join(
-            f"2024-03-11T{h:02d}:00:00-04:00,1,2,0.5,1.5,10\n" for h in range(0, 10)
+            f"2024-03-11T{h:02d}:00:00-04:00,1,2,0.5,1.5,10\n" for h in range(10)
         ),  # 04:00Z .. 13:00Z
     )
 
@@ -240,7 +240,7 @@ def test_file_that_is_not_utf8_fails_as_unreadable(tmp_path):
 def test_malformed_csv_fails_as_unreadable(tmp_path):
     write(tmp_path, HEADER + '2024-03-11T00:00:00Z,1,2,0.5,1.5,10\n"unclosed,1,2,3,4,5\n')
 
-    with pytest.raises(ProviderError, match="AAPL_1h.csv cannot be read"):
+    with pytest.raises(ProviderError, match=r"AAPL_1h\.csv cannot be read"):
         fetch(tmp_path)
 
 

@@ -3,7 +3,7 @@ failure injection and speed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,7 +22,7 @@ from market_pipeline.providers import (
 NEW_YORK = ZoneInfo("America/New_York")
 # A Wednesday afternoon in New York, three days after the 2024 switch to daylight saving time
 # (Sunday 10 March), so 5m and 15m histories straddle it.
-UNTIL = datetime(2024, 3, 13, 19, 47, 12, tzinfo=timezone.utc)
+UNTIL = datetime(2024, 3, 13, 19, 47, 12, tzinfo=UTC)
 TIMEFRAMES = ["1m", "5m", "15m", "1h", "1d"]
 CASES = [("AAPL", "equity"), ("BTC-USD", "crypto"), ("EURUSD", "fx")]
 
@@ -182,7 +182,7 @@ def test_only_bars_complete_at_until_are_returned():
 
 
 def test_daily_equity_bar_appears_after_the_new_york_close():
-    close = datetime(2024, 3, 13, 20, 0, tzinfo=timezone.utc)  # 16:00 New York (EDT)
+    close = datetime(2024, 3, 13, 20, 0, tzinfo=UTC)  # 16:00 New York (EDT)
 
     before_close = fetch("AAPL", "equity", "1d", until=close - timedelta(minutes=1))
     after_close = fetch("AAPL", "equity", "1d", until=close)
@@ -232,7 +232,7 @@ def test_incremental_fetch_after_time_moves_on_extends_the_history_without_chang
 
 
 def test_since_between_bars_starts_at_the_next_bar():
-    since = datetime(2024, 3, 13, 14, 7, 30, tzinfo=timezone.utc)
+    since = datetime(2024, 3, 13, 14, 7, 30, tzinfo=UTC)
 
     bars = fetch("BTC-USD", "crypto", "5m", since=since)
 
@@ -247,7 +247,7 @@ def test_since_after_until_gives_no_bars():
 
 
 def test_daily_close_follows_the_same_path_as_intraday_bars():
-    after_close = datetime(2024, 3, 13, 21, 0, tzinfo=timezone.utc)
+    after_close = datetime(2024, 3, 13, 21, 0, tzinfo=UTC)
     daily = fetch("AAPL", "equity", "1d", history_bars=3, until=after_close)
     minute = fetch("AAPL", "equity", "1m", history_bars=390, until=after_close)
 
@@ -264,7 +264,7 @@ def test_naive_until_is_refused():
 
 def test_window_too_large_for_one_fetch_is_refused_naming_the_pair():
     with pytest.raises(ProviderError, match="BTC-USD 1m: the window"):
-        fetch("BTC-USD", "crypto", "1m", since=datetime(1990, 1, 1, tzinfo=timezone.utc))
+        fetch("BTC-USD", "crypto", "1m", since=datetime(1990, 1, 1, tzinfo=UTC))
 
 
 # --- failure injection -------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def test_other_symbols_are_unaffected_by_bad_row_injection():
 
 
 def test_unknown_option_is_refused_listing_the_allowed_ones():
-    with pytest.raises(ProviderConfigError, match="unknown key.*'history'.*history_bars"):
+    with pytest.raises(ProviderConfigError, match=r"unknown key.*'history'.*history_bars"):
         build_provider({"kind": "synthetic", "history": 10})
 
 
@@ -344,11 +344,12 @@ def test_config_round_trips_with_defaults_filled_in():
 
 def test_full_history_of_100_pairs_is_2000_bars_each():
     provider = SyntheticProvider()
-    pairs = [(f"S{i}", ac, tf(code)) for i, ac in enumerate(["equity"] * 16 + ["crypto"] * 2
-                                                               + ["fx"] * 2) for code in TIMEFRAMES]
+    pairs = [
+        (f"S{i}", ac, tf(code))
+        for i, ac in enumerate(["equity"] * 16 + ["crypto"] * 2 + ["fx"] * 2)
+        for code in TIMEFRAMES
+    ]
 
-    total = sum(
-        len(provider.fetch_bars(s, ac, t, since=None, until=UNTIL)) for s, ac, t in pairs
-    )
+    total = sum(len(provider.fetch_bars(s, ac, t, since=None, until=UNTIL)) for s, ac, t in pairs)
 
     assert total == 100 * 2000

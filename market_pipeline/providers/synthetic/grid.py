@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ _FX_WEEK_ORIGIN = -(3 * _DAY + 2 * 3600)  # Sunday 1969-12-28 22:00 UTC
 _FX_WEEK_OPEN = 5 * _DAY  # Sunday 22:00 -> Friday 22:00
 _WEEK = 7 * _DAY
 _EPOCH_DATE = date(1970, 1, 1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 _EPOCH_ORDINAL = _EPOCH_DATE.toordinal()
 _FIRST_DAY = date(1900, 1, 1).toordinal() - _EPOCH_ORDINAL  # synthetic history starts here
