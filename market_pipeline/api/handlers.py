@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,44 +31,45 @@ from market_pipeline.api.responses import json_response, render_json
 from market_pipeline.api.schemas import ALIVE, READY, HealthProbe, Readiness
 from market_pipeline.database.engine import DatabaseUnavailableError
 from market_pipeline.database.migrations import MigrationError
+from market_pipeline.observability.store import ObservabilityStore
 
 logger = logging.getLogger("market_pipeline.api")
+
+
+async def _spec_body(
+    request: Request, key: tuple[Any, ...], read: Callable[[ObservabilityStore], BaseModel]
+) -> Response:
+    """One of the spec's bodies, read from the store and rendered at most once per cache period."""
+
+    async def produce() -> Rendered:
+        return Rendered(200, render_json(await query_store(request, read)))
+
+    return await cached(request, key, produce)
 
 
 async def scheduler_health(request: Request) -> Response:
     """GET /api/v1/admin/scheduler-health: the spec's health body; 200 even when degraded."""
     require_token(request)
     parse_query(request, ())
-
-    async def produce() -> Rendered:
-        health = await query_store(request, lambda s: s.get_scheduler_health())
-        return Rendered(200, render_json(health))
-
-    return await cached(request, ("scheduler-health",), produce)
+    return await _spec_body(request, ("scheduler-health",), lambda s: s.get_scheduler_health())
 
 
 async def feature_staleness(request: Request) -> Response:
     """GET /api/v1/admin/features/staleness?limit=50: summary and the four status lists."""
     require_token(request)
     limit = parse_limit(parse_query(request, ("limit",)), STALENESS_DEFAULT_LIMIT)
-
-    async def produce() -> Rendered:
-        report = await query_store(request, lambda s: s.get_feature_staleness_report(limit=limit))
-        return Rendered(200, render_json(report))
-
-    return await cached(request, ("staleness", limit), produce)
+    return await _spec_body(
+        request, ("staleness", limit), lambda s: s.get_feature_staleness_report(limit=limit)
+    )
 
 
 async def execution_history(request: Request) -> Response:
     """GET /api/v1/admin/scheduler/execution-history?limit=20: executions, newest first."""
     require_token(request)
     limit = parse_limit(parse_query(request, ("limit",)), HISTORY_DEFAULT_LIMIT)
-
-    async def produce() -> Rendered:
-        history = await query_store(request, lambda s: s.get_execution_history(limit=limit))
-        return Rendered(200, render_json(history))
-
-    return await cached(request, ("execution-history", limit), produce)
+    return await _spec_body(
+        request, ("execution-history", limit), lambda s: s.get_execution_history(limit=limit)
+    )
 
 
 async def health_probe(request: Request) -> Response:
