@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,6 +70,7 @@ from market_pipeline.api.errors import (
     unexpected_error,
 )
 from market_pipeline.api.handlers import ROUTES
+from market_pipeline.api.metrics import metrics_config
 from market_pipeline.api.openapi import openapi_spec
 from market_pipeline.api.paths import DEFAULT_CACHE_SECONDS, MAX_QUERY_BYTES
 from market_pipeline.api.responses import ApiError
@@ -81,6 +83,8 @@ from market_pipeline.database.engine import (
     normalize_db_url,
 )
 from market_pipeline.database.migrations import MigrationError
+from market_pipeline.domain.universe import Universe
+from market_pipeline.observability.metrics.collector import PipelineCollector, metrics_registry
 from market_pipeline.observability.store import ObservabilityStore
 
 __all__ = ["DEFAULT_CACHE_SECONDS", "MAX_QUERY_BYTES", "ROUTES", "create_app"]
@@ -102,11 +106,18 @@ def _checked_url(db_url: str) -> URL:
     return parsed
 
 
-def _lifespan(settings: Settings, store: ObservabilityStore | None) -> Any:
-    """Startup: the store (ours, or the one given) and a first database check that never stops
-    the start; shutdown: our engine disposed."""
+def _lifespan(
+    settings: Settings,
+    store: ObservabilityStore | None,
+    universe: Universe | None,
+    instance: Any | None,
+) -> Any:
+    """Startup: the store (ours, or the one given), the metrics collector and a first database
+    check that never stops the start; shutdown: our engine and Dagster instance disposed."""
     url = store.engine.url if store is not None else _checked_url(settings.db_url)
-    pairs = None if store is not None else load_universe(settings.universe_path).pairs
+    if universe is None and store is None:
+        universe = load_universe(settings.universe_path)
+    pairs = universe.pairs if universe is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,6 +135,14 @@ def _lifespan(settings: Settings, store: ObservabilityStore | None) -> Any:
         app.state.database = Database(
             engine=engine, description=describe_url(engine.url), password=url.password
         )
+        owned_instance = _dagster_instance() if store is None and instance is None else None
+        app.state.metrics_registry = metrics_registry(
+            PipelineCollector(
+                app.state.store,
+                metrics_config(settings, universe, app.state.store),
+                instance if instance is not None else owned_instance,
+            )
+        )
         try:
             await run_in_threadpool(app.state.database.check)
         except (sa.exc.SQLAlchemyError, DatabaseUnavailableError, MigrationError) as exc:
@@ -136,8 +155,23 @@ def _lifespan(settings: Settings, store: ObservabilityStore | None) -> Any:
         finally:
             if owned is not None:
                 owned.dispose()
+            if owned_instance is not None:
+                owned_instance.dispose()
 
     return lifespan
+
+
+def _dagster_instance() -> Any | None:
+    """The instance of ``DAGSTER_HOME`` when it is set, for the Dagster metrics; else None."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg  # only a process that reports Dagster's state pays for the import
+
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as exc:  # noqa: BLE001 - the API serves without Dagster metrics then
+        logger.warning("no Dagster metrics: cannot open the instance of DAGSTER_HOME: %s", exc)
+        return None
 
 
 def create_app(
@@ -145,6 +179,8 @@ def create_app(
     *,
     store: ObservabilityStore | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    universe: Universe | None = None,
+    dagster_instance: Any | None = None,
 ) -> Starlette:
     """The admin API application.
 
@@ -158,6 +194,10 @@ def create_app(
             503 until it is back, while ``/livez`` keeps answering 200.
         cache_seconds: how long a rendered answer of the store-backed endpoints is reused
             (see :class:`~market_pipeline.api.cache.ResponseCache`); 0 turns the cache off.
+        universe: labels of ``/metrics`` (provider, asset classes) and, without a ``store``,
+            the monitored pairs (default: the universe file named by ``settings``).
+        dagster_instance: the instance ``/metrics`` reports on. Without one, a served app
+            (no ``store``) opens the instance of ``DAGSTER_HOME`` when it is set.
     """
     resolved = Settings.from_env() if settings is None else settings
     app = Starlette(
@@ -168,13 +208,16 @@ def create_app(
             Exception: unexpected_error,
         },
         middleware=[Middleware(BodyLimitMiddleware)],
-        lifespan=_lifespan(resolved, store),
+        lifespan=_lifespan(resolved, store, universe, dagster_instance),
     )
     # /x/ is not /x: an odd path is a plain 404 rather than a redirect.
     app.router.redirect_slashes = False
     app.state.admin_token = resolved.admin_token
+    app.state.metrics_token = resolved.metrics_token
     app.state.cache = ResponseCache(cache_seconds)
     app.state.openapi = openapi_spec(
-        [path for path, _, _ in ROUTES], token_required=resolved.admin_token is not None
+        [path for path, _, _ in ROUTES],
+        token_required=resolved.admin_token is not None,
+        metrics_token_required=resolved.metrics_token is not None,
     )
     return app

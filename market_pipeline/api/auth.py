@@ -44,3 +44,17 @@ def require_token(request: Request) -> None:
         detail = "the bearer token is missing, malformed or wrong"
         challenge = 'Bearer realm="market_pipeline", error="invalid_token"'
     raise ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def require_metrics_token(request: Request) -> None:
+    """Raise a 401 unless ``/metrics`` may be read: open when neither the metrics token nor the
+    admin token is set, else either one is accepted (scrapers carry their own credentials)."""
+    tokens = [t for t in (request.app.state.metrics_token, request.app.state.admin_token) if t]
+    if not tokens or any(presented_token_is_valid(request, token) for token in tokens):
+        return
+    raise ApiError(
+        401,
+        "unauthorized",
+        "this endpoint requires the header 'Authorization: Bearer <metrics or admin token>'",
+        headers={"WWW-Authenticate": 'Bearer realm="market_pipeline"'},
+    )

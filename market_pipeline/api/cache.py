@@ -12,15 +12,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from market_pipeline.api.responses import json_response
+from market_pipeline.api.responses import json_response, plain_response
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered answer: status code and JSON bytes."""
+    """A rendered answer: status code and body bytes (JSON unless ``media_type`` says)."""
 
     status_code: int
     body: bytes
+    media_type: str | None = None
 
 
 class ResponseCache:
@@ -89,4 +90,6 @@ async def cached(
 ) -> Response:
     cache: ResponseCache = request.app.state.cache
     rendered = await cache.get(key, produce)
-    return json_response(rendered.body, rendered.status_code)
+    if rendered.media_type is None:
+        return json_response(rendered.body, rendered.status_code)
+    return plain_response(rendered.body, rendered.media_type, rendered.status_code)

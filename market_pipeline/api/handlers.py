@@ -15,12 +15,14 @@ from starlette.responses import Response
 from market_pipeline.api.auth import presented_token_is_valid, require_token
 from market_pipeline.api.cache import Rendered, cached
 from market_pipeline.api.database import Database, db_failure, query_store
+from market_pipeline.api.metrics import metrics
 from market_pipeline.api.paths import (
     HEALTH_PATH,
     HEALTH_PROBE_PATH,
     HISTORY_DEFAULT_LIMIT,
     HISTORY_PATH,
     LIVENESS_PATH,
+    METRICS_PATH,
     OPENAPI_PATH,
     READINESS_PATH,
     STALENESS_DEFAULT_LIMIT,
@@ -130,5 +132,6 @@ ROUTES: tuple[tuple[str, Callable[[Request], Any], bool], ...] = (
     (READINESS_PATH, readiness, False),
     (LIVENESS_PATH, liveness, False),
     (OPENAPI_PATH, openapi_document, False),
+    (METRICS_PATH, metrics, True),
 )
 """``(path, handler, needs_token)`` of every route; :mod:`.openapi` describes each."""

@@ -17,6 +17,7 @@ from market_pipeline.api.paths import (
     HISTORY_PATH,
     LIVENESS_PATH,
     MAX_QUERY_BYTES,
+    METRICS_PATH,
     OPENAPI_PATH,
     READINESS_PATH,
     STALENESS_DEFAULT_LIMIT,
@@ -53,6 +54,8 @@ class Operation:
     admin: bool  # token-protected, and a 503 when the database cannot be reached
     limit: tuple[int, str] | None = None  # (default, what it limits)
     unavailable: dict[str, Any] | None = None  # a 503 of its own
+    media_type: str = "application/json"  # of the 200 body
+    metrics_auth: bool = False  # the metrics token or the admin token
 
 
 _NOT_READY = {"description": "not ready", "schema": "Readiness"}
@@ -109,6 +112,16 @@ OPERATIONS: dict[str, Operation] = {
         "probeLiveness", "Liveness: the process serves HTTP", "Liveness", "alive", admin=False
     ),
     OPENAPI_PATH: Operation("getOpenApi", "This document", "OpenAPI", "OpenAPI 3.1", admin=False),
+    METRICS_PATH: Operation(
+        "getMetrics",
+        "Prometheus metrics: health, freshness, failures, Dagster's daemons and run queue",
+        "PrometheusExposition",
+        "the exposition (text format 0.0.4); market_pipeline_database_up says whether our "
+        "tables could be read",
+        admin=False,
+        media_type="text/plain",
+        metrics_auth=True,
+    ),
 }
 
 
@@ -118,17 +131,24 @@ def component_schemas() -> dict[str, Any]:
         [(model, "serialization") for model in BODY_MODELS],
         ref_template="#/components/schemas/{model}",
     )
-    return {**top["$defs"], "OpenAPI": {"type": "object"}}
+    return {
+        **top["$defs"],
+        "OpenAPI": {"type": "object"},
+        "PrometheusExposition": {"type": "string"},
+    }
 
 
-def _content(schema: str | dict[str, Any]) -> dict[str, Any]:
+def _content(schema: str | dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
-    return {"content": {"application/json": {"schema": ref}}}
+    return {"content": {media_type: {"schema": ref}}}
 
 
 def _responses(operation: Operation, token_required: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {
-        "200": {"description": operation.ok_description, **_content(operation.ok)},
+        "200": {
+            "description": operation.ok_description,
+            **_content(operation.ok, operation.media_type),
+        },
         "400": {
             "description": "malformed query (unknown or repeated parameter)",
             **_content("Error"),
@@ -140,8 +160,8 @@ def _responses(operation: Operation, token_required: bool) -> dict[str, Any]:
     }
     if operation.admin:
         responses["503"] = {"description": "the database cannot be reached", **_content("Error")}
-        if token_required:
-            responses["401"] = {"description": "missing or wrong bearer token", **_content("Error")}
+    if (operation.admin or operation.metrics_auth) and token_required:
+        responses["401"] = {"description": "missing or wrong bearer token", **_content("Error")}
     if operation.unavailable is not None:
         unavailable = operation.unavailable
         responses["503"] = {
@@ -156,7 +176,9 @@ def _operation(operation: Operation, token_required: bool) -> dict[str, Any]:
         "operationId": operation.operation_id,
         "summary": operation.summary,
         "responses": _responses(operation, token_required),
-        "security": [{"bearerAuth": []}] if operation.admin and token_required else [],
+        "security": [{"bearerAuth": []}]
+        if (operation.admin or operation.metrics_auth) and token_required
+        else [],
     }
     if operation.limit is not None:
         default, what = operation.limit
@@ -177,9 +199,11 @@ def _operation(operation: Operation, token_required: bool) -> dict[str, Any]:
     return document
 
 
-def openapi_spec(paths: list[str], *, token_required: bool) -> dict[str, Any]:
+def openapi_spec(
+    paths: list[str], *, token_required: bool, metrics_token_required: bool = False
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``paths`` (every served route); admin routes declare bearer
-    auth when ``token_required``."""
+    auth when ``token_required``, ``/metrics`` when either token is set."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -191,7 +215,15 @@ def openapi_spec(paths: list[str], *, token_required: bool) -> dict[str, Any]:
                 '{"error": code, "detail": message}.'
             ),
         },
-        "paths": {path: {"get": _operation(OPERATIONS[path], token_required)} for path in paths},
+        "paths": {
+            path: {
+                "get": _operation(
+                    OPERATIONS[path],
+                    token_required or (metrics_token_required and OPERATIONS[path].metrics_auth),
+                )
+            }
+            for path in paths
+        },
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

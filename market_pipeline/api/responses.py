@@ -74,3 +74,8 @@ def shown(text: str) -> str:
     if len(text) > SHOWN_CHARS:
         return repr(text[:SHOWN_CHARS]) + "..."
     return repr(text)
+
+
+def plain_response(body: bytes, media_type: str, status_code: int = 200) -> Response:
+    """A non-JSON answer (the metrics exposition), never cached by proxies."""
+    return Response(body, status_code=status_code, media_type=media_type, headers=_JSON_HEADERS)

@@ -12,6 +12,11 @@ Every setting has one environment variable and one default, named here and in th
 - ``MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD``: consecutive failures of a pair that raise an alert
   (default 3).
 - ``MARKET_PIPELINE_ADMIN_TOKEN``: bearer token the admin HTTP API requires when set.
+- ``MARKET_PIPELINE_METRICS_TOKEN``: a bearer token for ``/metrics`` only, so scrapers carry
+  their own credentials (the admin token is accepted there too).
+- ``MARKET_PIPELINE_METRICS_PER_PAIR``: ``auto`` (default), ``on`` or ``off``: whether
+  ``/metrics`` exports per-pair series; ``auto`` exports them while the universe has at most
+  ``MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT`` pairs (default 2000).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from market_pipeline.package_data import demo_universe
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
+PER_PAIR_MODES = ("auto", "on", "off")
 
 
 def _checkout_dir() -> Path:
@@ -49,6 +55,9 @@ class Settings:
     universe_path: Path
     failure_alert_threshold: int = 3
     admin_token: str | None = None
+    metrics_token: str | None = None
+    metrics_per_pair: str = "auto"
+    metrics_per_pair_limit: int = 2000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -56,15 +65,12 @@ class Settings:
         home = Path(env.get("MARKET_PIPELINE_HOME") or default_home()).expanduser().resolve()
         db_url = env.get(DB_URL_ENV) or f"sqlite:///{home / 'market_pipeline.db'}"
         universe = (env.get("MARKET_PIPELINE_UNIVERSE") or "").strip() or str(demo_universe())
-        threshold_text = env.get("MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD") or "3"
-        try:
-            threshold = int(threshold_text)
-        except ValueError:
-            threshold = 0
-        if threshold < 1:
+        threshold = _positive_int(env, "MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD", 3)
+        per_pair = (env.get("MARKET_PIPELINE_METRICS_PER_PAIR") or "auto").strip().lower()
+        if per_pair not in PER_PAIR_MODES:
             raise ValueError(
-                "MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD must be a positive integer, "
-                f"got {threshold_text!r}"
+                f"MARKET_PIPELINE_METRICS_PER_PAIR must be one of {', '.join(PER_PAIR_MODES)}, "
+                f"got {per_pair!r}"
             )
         return cls(
             home=home,
@@ -72,4 +78,26 @@ class Settings:
             universe_path=Path(universe).expanduser().resolve(),
             failure_alert_threshold=threshold,
             admin_token=env.get("MARKET_PIPELINE_ADMIN_TOKEN") or None,
+            metrics_token=env.get("MARKET_PIPELINE_METRICS_TOKEN") or None,
+            metrics_per_pair=per_pair,
+            metrics_per_pair_limit=_positive_int(
+                env, "MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT", 2000
+            ),
         )
+
+    def per_pair_metrics(self, pairs: int) -> bool:
+        """Whether ``/metrics`` exports per-pair series for a universe of ``pairs`` pairs."""
+        if self.metrics_per_pair == "auto":
+            return pairs <= self.metrics_per_pair_limit
+        return self.metrics_per_pair == "on"
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {text!r}")
+    return value

@@ -18,18 +18,17 @@ from market_pipeline.domain.names import (
     TRIGGER_TAG,
 )
 from market_pipeline.domain.partition_keys import partition_ranges
-from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.schedule_intervals import INTRADAY_INTERVAL_SECONDS, is_intraday
 from market_pipeline.domain.universe import Universe
 
 DAILY_CRON = "0 2 * * *"
-INTRADAY_CRON = "*/15 * * * *"
+# Derived from the interval the metrics expect, so the two cannot drift apart.
+INTRADAY_CRON = f"*/{INTRADAY_INTERVAL_SECONDS // 60} * * * *"
 REPORT_CRON = "0 * * * *"
-INTRADAY_MAX_SECONDS = 3600
-"""Timeframes shorter than this (1m, 5m, 15m, 30m) are refreshed by the intraday schedule."""
 
 
 def intraday_timeframes(universe: Universe) -> list[str]:
-    return [tf for tf in universe.timeframes if Timeframe.parse(tf).seconds < INTRADAY_MAX_SECONDS]
+    return [tf for tf in universe.timeframes if is_intraday(tf)]
 
 
 def backfill_run_requests(

@@ -82,22 +82,32 @@ def freshness_cutoffs(now: datetime) -> tuple[datetime, datetime]:
     )
 
 
-def health_status(
+DEGRADATION_REASONS = (
+    "no_execution",
+    "last_execution_failed",
+    "stale_pairs",
+    "missing_pairs",
+    "open_failures",
+)
+"""Codes of the conditions that degrade health, in the order their reasons are listed (bounded,
+so they can label a metric)."""
+
+
+def degradation_reasons(
     *,
     last_execution_status: str | None,
     stale_count: int,
     missing_count: int,
     open_failures_count: int,
-) -> tuple[str, list[str]]:
-    """The scheduler health (``healthy`` or ``degraded``) and the reasons for a degradation.
+) -> list[str]:
+    """The codes (:data:`DEGRADATION_REASONS`) of the conditions that hold; empty when healthy.
 
-    Degraded when any of these holds (all that hold are listed, in this order):
-
-    - no execution was ever recorded (``last_execution_status is None``): a scheduler that never
-      ran is not known to work, so the reason is ``"no execution recorded yet"``;
-    - the most recent execution failed;
-    - a monitored pair is stale or missing (aging pairs do not degrade health);
-    - a feature computation failure is still unresolved.
+    - ``no_execution``: no execution was ever recorded (``last_execution_status is None``): a
+      scheduler that never ran is not known to work;
+    - ``last_execution_failed``: the most recent execution failed;
+    - ``stale_pairs`` / ``missing_pairs``: a monitored pair is stale or missing (aging pairs do
+      not degrade health);
+    - ``open_failures``: a feature computation failure is still unresolved.
 
     A most recent execution that is still ``running`` is not by itself a degradation: a stuck run
     shows up through the pairs it leaves stale.
@@ -109,19 +119,40 @@ def health_status(
     ):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    reasons: list[str] = []
-    if last_execution_status is None:
-        reasons.append(NO_EXECUTION_REASON)
-    elif last_execution_status == "failed":
-        reasons.append("last execution failed")
-    if stale_count:
-        reasons.append(f"{stale_count} {_pairs(stale_count)} stale (not computed for >= 24 h)")
-    if missing_count:
-        reasons.append(f"{missing_count} {_pairs(missing_count)} missing (never computed)")
-    if open_failures_count:
-        noun = "failure" if open_failures_count == 1 else "failures"
-        reasons.append(f"{open_failures_count} unresolved feature computation {noun}")
-    return ("degraded" if reasons else "healthy"), reasons
+    held = {
+        "no_execution": last_execution_status is None,
+        "last_execution_failed": last_execution_status == "failed",
+        "stale_pairs": stale_count > 0,
+        "missing_pairs": missing_count > 0,
+        "open_failures": open_failures_count > 0,
+    }
+    return [code for code in DEGRADATION_REASONS if held[code]]
+
+
+def health_status(
+    *,
+    last_execution_status: str | None,
+    stale_count: int,
+    missing_count: int,
+    open_failures_count: int,
+) -> tuple[str, list[str]]:
+    """The scheduler health (``healthy`` or ``degraded``) and the reasons for a degradation, in
+    words: one per code of :func:`degradation_reasons`, in that order."""
+    codes = degradation_reasons(
+        last_execution_status=last_execution_status,
+        stale_count=stale_count,
+        missing_count=missing_count,
+        open_failures_count=open_failures_count,
+    )
+    noun = "failure" if open_failures_count == 1 else "failures"
+    words = {
+        "no_execution": NO_EXECUTION_REASON,
+        "last_execution_failed": "last execution failed",
+        "stale_pairs": f"{stale_count} {_pairs(stale_count)} stale (not computed for >= 24 h)",
+        "missing_pairs": f"{missing_count} {_pairs(missing_count)} missing (never computed)",
+        "open_failures": f"{open_failures_count} unresolved feature computation {noun}",
+    }
+    return ("degraded" if codes else "healthy"), [words[code] for code in codes]
 
 
 def _pairs(count: int) -> str:

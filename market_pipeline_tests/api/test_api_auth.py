@@ -15,6 +15,7 @@ PROTECTED = [
     "/api/v1/admin/features/staleness?limit=50",
     "/api/v1/admin/scheduler/execution-history?limit=20",
     "/healthz",
+    "/metrics",
 ]
 OPEN = ["/livez", "/readyz", "/openapi.json"]
 
@@ -86,7 +87,10 @@ def test_right_token_is_served(secured_api, path):
 
     # /healthz answers 503 because the seeded scheduler is degraded; it is still served.
     assert response.status_code == (503 if path == "/healthz" else 200)
-    assert "timestamp" in response.json()
+    if path == "/metrics":
+        assert "market_pipeline_scheduler_healthy 0.0" in response.text
+    else:
+        assert "timestamp" in response.json()
 
 
 def test_bearer_scheme_is_case_insensitive(secured_api):

@@ -58,7 +58,7 @@ def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {name: getattr(entry, "value", entry) for name, entry in metadata.items()}
 
 
-def _may_be_ours(run: dg.DagsterRun) -> bool | None:
+def may_be_ours(run: dg.DagsterRun) -> bool | None:
     """True/False when the run's job tells; None when only its events can (ad-hoc asset jobs)."""
     if run.job_name == MARKET_DATA_JOB:
         return True
@@ -94,7 +94,7 @@ def read_run(
     """
     record = run_record(instance, run)
     dagster_run: dg.DagsterRun = record.dagster_run
-    ours = _may_be_ours(dagster_run)
+    ours = may_be_ours(dagster_run)
     if ours is False:
         return None
     events = _Events()

@@ -45,6 +45,7 @@ from market_pipeline.observability.store import (
     executions,
     failures,
     freshness,
+    metrics_reads,
     mirror_state,
     queries,
     symbol_status,
@@ -56,6 +57,7 @@ from market_pipeline.observability.store.checks import (
     sanitize_error_message,
 )
 from market_pipeline.observability.store.context import Pair, StoreContext
+from market_pipeline.observability.store.metrics_reads import MetricsReading
 
 __all__ = [
     "MAX_ERROR_LENGTH",
@@ -354,6 +356,10 @@ class ObservabilityStore:
         when ``total_symbols`` is 0 (no rate exists; 0.0 would read as "everything failed").
         """
         return queries.execution_history(self._ctx, limit=limit)
+
+    def metrics_reading(self, *, now: datetime | None = None) -> MetricsReading:
+        """Every monitored pair's status and open failure, and the execution totals (/metrics)."""
+        return metrics_reads.metrics_reading(self._ctx, now)
 
     # -- what the run mirror reads back ---------------------------------------------------------
 

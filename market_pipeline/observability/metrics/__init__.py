@@ -1,0 +1,1 @@
+"""Prometheus metrics of the pipeline and of Dagster, read at scrape time."""
