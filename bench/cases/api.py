@@ -53,13 +53,13 @@ _UNCACHED_SERVER = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-async def _get(reader, writer, path: str) -> int:
+async def get_once(reader, writer, path: str) -> int:
     """Send one GET on a keep-alive connection and read the whole answer; return the status."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
     await writer.drain()
@@ -80,7 +80,7 @@ async def load(port: int, path: str, requests: int, clients: int = CLIENTS):
     """``requests`` GETs of ``path`` over ``clients`` connections: (seconds, latencies ms, bad)."""
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
     for reader, writer in conns:  # warm the connection and the server's cache/pool
-        await _get(reader, writer, path)
+        await get_once(reader, writer, path)
     latencies: list[float] = []
     bad = 0
     remaining = requests
@@ -90,7 +90,7 @@ async def load(port: int, path: str, requests: int, clients: int = CLIENTS):
         while remaining > 0:
             remaining -= 1
             start = time.perf_counter()
-            status = await _get(reader, writer, path)
+            status = await get_once(reader, writer, path)
             latencies.append((time.perf_counter() - start) * 1e3)
             if status >= 400 and not (path == "/healthz" and status == 503):
                 bad += 1
@@ -103,7 +103,7 @@ async def load(port: int, path: str, requests: int, clients: int = CLIENTS):
     return elapsed, latencies, bad
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -117,7 +117,7 @@ def _wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 6
 
 
 def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict:
-    port = _free_port()
+    port = free_port()
     with open(log, "ab") as sink:
         proc = subprocess.Popen(
             [*cmd, str(port)] if "-c" in cmd else [*cmd, "--port", str(port)],
@@ -126,7 +126,7 @@ def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict
             stderr=sink,
         )
     try:
-        _wait_ready(port, proc, log)
+        wait_ready(port, proc, log)
         asyncio.run(load(port, BASELINE, 200))  # warm-up: first connections, imports, pools
         figures = {}
         for path in ENDPOINTS:

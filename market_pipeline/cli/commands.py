@@ -140,5 +140,7 @@ def _reconcile(
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     from market_pipeline.api.server import serve as serve_api
 
+    # The instance the other commands use, so /metrics reports its daemons and run queue.
+    prepare_dagster_home(settings)
     serve_api(args.host, args.port, allow_public=args.allow_public_without_token, settings=settings)
     return 0

@@ -20,7 +20,7 @@ FINISHED = (
     dg.DagsterRunStatus.FAILURE,
     dg.DagsterRunStatus.CANCELED,
 )
-RECENT_FINISHED = 20
+RECENT_FINISHED = 5
 """Finished runs looked at for the newest one the mirror covers (report runs are skipped)."""
 
 
@@ -42,17 +42,22 @@ class DagsterReading:
 def read_dagster(instance: dg.DagsterInstance, now: datetime) -> DagsterReading:
     at = now.timestamp()
     heartbeats = instance.get_daemon_heartbeats()
-    oldest = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]),
-        limit=1,
-        order_by="create_timestamp",
-        ascending=True,
+    queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+    oldest = (
+        instance.get_run_records(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]),
+            limit=1,
+            order_by="create_timestamp",
+            ascending=True,
+        )
+        if queued
+        else []
     )
     return DagsterReading(
         heartbeat_ages={
             daemon: max(0.0, at - beat.timestamp) for daemon, beat in heartbeats.items()
         },
-        queued=instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])),
+        queued=queued,
         in_progress=instance.get_runs_count(dg.RunsFilter(statuses=list(IN_PROGRESS))),
         oldest_queued_age=(
             max(0.0, at - _aware(oldest[0].create_timestamp).timestamp()) if oldest else None

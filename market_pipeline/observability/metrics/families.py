@@ -24,6 +24,7 @@ PREFIX = "market_pipeline_"
 EXECUTION_STATUSES = ("running", "completed", "failed")
 FINISHED_EXECUTION_STATUSES = ("completed", "failed")
 UNKNOWN_ASSET_CLASS = "unknown"
+_NEVER = float("inf")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def database_family(up: bool) -> Metric:
 
 
 def scheduler_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Metric]:
-    counts = Counter(pair.status for pair in reading.pairs)
+    counts = Counter(status for _, _, status, _ in reading.pairs)
     last = reading.last_execution
     codes = set(
         degradation_codes(
@@ -124,14 +125,15 @@ def freshness_families(reading: MetricsReading, config: MetricsConfig) -> Iterat
     pairs = _gauge("pairs", "Monitored pairs by freshness status.", labels)
     # Every status of every (timeframe, asset class) is present, so a zero is not an absence.
     cells = {(tf, ac) for tf in config.timeframes for ac in set(classes.values())}
-    counts: Counter[tuple[str, str, str]] = Counter()
+    counts = Counter(
+        (status, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS))
+        for symbol, timeframe, status, _ in reading.pairs
+    )
+    cells.update((timeframe, asset_class) for _, timeframe, asset_class in counts)
     oldest: dict[str, float] = {}
-    for pair in reading.pairs:
-        asset_class = classes.get(pair.symbol, UNKNOWN_ASSET_CLASS)
-        cells.add((pair.timeframe, asset_class))
-        counts[(pair.status, pair.timeframe, asset_class)] += 1
-        if pair.staleness_seconds is not None:
-            oldest[pair.timeframe] = max(oldest.get(pair.timeframe, 0.0), pair.staleness_seconds)
+    for _, timeframe, _, last in reading.pairs:
+        if last is not None and last < oldest.get(timeframe, _NEVER):
+            oldest[timeframe] = last
     for timeframe, asset_class in sorted(cells):
         for status in FRESHNESS_STATUSES:
             value = float(counts[(status, timeframe, asset_class)])
@@ -145,8 +147,9 @@ def freshness_families(reading: MetricsReading, config: MetricsConfig) -> Iterat
         "Staleness of the least recently computed pair, per timeframe.",
         ("timeframe",),
     )
+    at = reading.at.timestamp()
     for timeframe in sorted(oldest):
-        staleness.add_metric([timeframe], oldest[timeframe])
+        staleness.add_metric([timeframe], max(0.0, at - oldest[timeframe]))
     yield staleness
 
 
@@ -183,6 +186,7 @@ def pair_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Me
     if not config.per_pair:
         return
     labels = ("symbol", "timeframe", "asset_class", "provider")
+    monitored = {(symbol, timeframe) for symbol, timeframe, _, _ in reading.pairs}
     staleness = _gauge(
         "pair_staleness_seconds", "Seconds since the pair's features were computed.", labels
     )
@@ -191,17 +195,16 @@ def pair_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Me
         "Consecutive failures of a pair with an open failure (absent: none open).",
         labels,
     )
-    for pair in reading.pairs:
-        values = [
-            pair.symbol,
-            pair.timeframe,
-            config.asset_classes.get(pair.symbol, UNKNOWN_ASSET_CLASS),
-            config.provider,
-        ]
-        if pair.staleness_seconds is not None:
-            staleness.add_metric(values, pair.staleness_seconds)
-        if pair.consecutive_failures:
-            failures.add_metric(values, float(pair.consecutive_failures))
+    at = reading.at.timestamp()
+    classes, provider = config.asset_classes, config.provider
+    for symbol, timeframe, _, last in reading.pairs:
+        if last is not None:
+            labels_of = [symbol, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS), provider]
+            staleness.add_metric(labels_of, max(0.0, at - last))
+    for (symbol, timeframe), count in sorted(reading.consecutive_failures.items()):
+        if (symbol, timeframe) in monitored:
+            labels_of = [symbol, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS), provider]
+            failures.add_metric(labels_of, float(count))
     yield staleness
     yield failures
 

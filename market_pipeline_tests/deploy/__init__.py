@@ -1,0 +1,1 @@
+"""Tests of the shipped Prometheus and Alertmanager configuration."""
