@@ -218,8 +218,6 @@ def test_per_pair_series_follow_the_switch(engine):
             "market_pipeline_pair_staleness_seconds",
             symbol="BBB",
             timeframe="1d",
-            asset_class="equity",
-            provider="synthetic",
         )
         == pytest.approx(7200.0, abs=1e-3)  # SQLite julianday: about 10 us
     )

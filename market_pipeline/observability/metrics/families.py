@@ -185,26 +185,28 @@ def pair_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Me
     yield enabled
     if not config.per_pair:
         return
-    labels = ("symbol", "timeframe", "asset_class", "provider")
     monitored = {(symbol, timeframe) for symbol, timeframe, _, _ in reading.pairs}
+    # The one family with a series per pair carries only the pair: two more labels would double
+    # its formatting cost, and the `pairs` aggregate already counts by asset class and provider.
     staleness = _gauge(
-        "pair_staleness_seconds", "Seconds since the pair's features were computed.", labels
+        "pair_staleness_seconds",
+        "Seconds since the pair's features were computed.",
+        ("symbol", "timeframe"),
     )
     failures = _gauge(
         "pair_consecutive_failures",
         "Consecutive failures of a pair with an open failure (absent: none open).",
-        labels,
+        ("symbol", "timeframe", "asset_class", "provider"),
     )
     at = reading.at.timestamp()
-    classes, provider = config.asset_classes, config.provider
     for symbol, timeframe, _, last in reading.pairs:
         if last is not None:
-            labels_of = [symbol, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS), provider]
-            staleness.add_metric(labels_of, max(0.0, at - last))
+            staleness.add_metric([symbol, timeframe], max(0.0, at - last))
+    classes, provider = config.asset_classes, config.provider
     for (symbol, timeframe), count in sorted(reading.consecutive_failures.items()):
         if (symbol, timeframe) in monitored:
-            labels_of = [symbol, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS), provider]
-            failures.add_metric(labels_of, float(count))
+            labels = [symbol, timeframe, classes.get(symbol, UNKNOWN_ASSET_CLASS), provider]
+            failures.add_metric(labels, float(count))
     yield staleness
     yield failures
 
