@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.cases.store_ops import TIMEFRAMES, history_database
@@ -44,7 +46,7 @@ ENDPOINTS = (
     "/readyz",
 )
 BASELINE = "/livez"
-_UNCACHED_SERVER = (
+UNCACHED_SERVER = (
     "import sys, uvicorn\n"
     "from market_pipeline.api.app import create_app\n"
     "from market_pipeline.config.settings import Settings\n"
@@ -116,7 +118,10 @@ def wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60
     raise RuntimeError("the API server did not start listening")
 
 
-def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict:
+@contextmanager
+def served(cmd: list[str], env: dict, log: Path) -> Iterator[int]:
+    """Run the API server ``cmd`` (``market-pipeline serve`` or ``python -c UNCACHED_SERVER``) on
+    a free port until it listens; yield the port; stop it."""
     port = free_port()
     with open(log, "ab") as sink:
         proc = subprocess.Popen(
@@ -127,6 +132,18 @@ def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict
         )
     try:
         wait_ready(port, proc, log)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict:
+    with served(cmd, env, log) as port:
         asyncio.run(load(port, BASELINE, 200))  # warm-up: first connections, imports, pools
         figures = {}
         for path in ENDPOINTS:
@@ -140,13 +157,6 @@ def _serve_and_load(cmd: list[str], env: dict, log: Path, requests: int) -> dict
                 "requests": len(latencies),
             }
         return figures
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run(smoke: bool = False) -> list[Result]:
@@ -176,7 +186,7 @@ def run(smoke: bool = False) -> list[Result]:
             requests,
         ),
         "uncached": _serve_and_load(
-            [sys.executable, "-c", _UNCACHED_SERVER],
+            [sys.executable, "-c", UNCACHED_SERVER],
             env,
             workdir / "uncached.log",
             max(50, requests // 2),

@@ -17,17 +17,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.cases.api import free_port, get_once, wait_ready
+from bench.cases.api import UNCACHED_SERVER, get_once, served
 from bench.common import (
     LOWER_IS_BETTER,
     Result,
@@ -44,13 +42,6 @@ TIMEFRAMES = ["1m", "5m", "15m", "1h", "1d"]
 STALENESS = "/api/v1/admin/features/staleness?limit=1000"
 """The staleness report listing every pair (up to 1,000 per status), as a scrape exports them."""
 STALENESS_DEFAULT = "/api/v1/admin/features/staleness"
-_SERVER = (
-    "import sys, uvicorn\n"
-    "from market_pipeline.api.app import create_app\n"
-    "from market_pipeline.config.settings import Settings\n"
-    "uvicorn.run(create_app(Settings.from_env(), cache_seconds=0), host='127.0.0.1',\n"
-    "            port=int(sys.argv[1]), log_level='warning', access_log=False)\n"
-)
 
 
 def _seed(url: str, pairs: list[tuple[str, str]]) -> None:
@@ -85,25 +76,6 @@ def _seed(url: str, pairs: list[tuple[str, str]]) -> None:
     engine.dispose()
 
 
-@contextmanager
-def _server(env: dict[str, str], log: Path) -> Iterator[int]:
-    port = free_port()
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(port)], env=env, stdout=sink, stderr=sink
-        )
-    try:
-        wait_ready(port, proc, log)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def _alternate(port: int, paths: tuple[str, ...], rounds: int) -> dict[str, list[float]]:
     """Latencies (ms) of ``paths`` asked in turn on one keep-alive connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -130,7 +102,7 @@ def _measure(
     env: dict[str, str], workdir: Path, pairs: int, per_pair: str, rounds: int
 ) -> list[Result]:
     env = {**env, "MARKET_PIPELINE_METRICS_PER_PAIR": per_pair}
-    with _server(env, workdir / "server.log") as port:
+    with served([sys.executable, "-c", UNCACHED_SERVER], env, workdir / "server.log") as port:
         paths = ("/metrics", STALENESS, STALENESS_DEFAULT)
         latencies = asyncio.run(_alternate(port, paths, rounds))
         size = _size(port, "/metrics")

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from market_pipeline.package_data import instance_template
+from market_pipeline_tests.support.processes import free_port, started, wait_for_http
 from market_pipeline_tests.support.universes import write_universe
 
 pytestmark = pytest.mark.slow
@@ -44,12 +41,6 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -58,19 +49,6 @@ def _graphql(port: int, query: str) -> dict:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
-
-
-def _wait_until_served(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"dagster-webserver exited:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError(f"dagster-webserver not up after {WAIT_SECONDS} s:\n{log.read_text()}")
 
 
 def _environment(tmp_path: Path, home: Path) -> dict[str, str]:
@@ -89,35 +67,12 @@ def _environment(tmp_path: Path, home: Path) -> dict[str, str]:
 
 def _ask_webserver(tmp_path: Path, env: dict[str, str], query: str) -> dict:
     """Start dagster-webserver on workspace.yaml with ``env``, answer ``query``, stop it."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "webserver.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                str(BIN / "dagster-webserver"),
-                "-w",
-                "workspace.yaml",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_served(port, process, log)
+    argv = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1"]
+    with started([*argv, "-p", str(port)], log, env=env, cwd=REPO) as process:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", process, log, seconds=WAIT_SECONDS)
         return _graphql(port, query)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def test_the_webserver_lists_our_assets_jobs_schedules_and_sensors(tmp_path):
