@@ -56,11 +56,13 @@ from market_pipeline.observability.store.checks import (
     sanitize_error_message,
 )
 from market_pipeline.observability.store.context import Pair, StoreContext
+from market_pipeline.observability.store.dashboard_queries import DashboardReads
 
 __all__ = [
     "MAX_ERROR_LENGTH",
     "MAX_LIMIT",
     "TRUNCATION_MARKER",
+    "DashboardReads",
     "ObservabilityStore",
     "UnknownExecutionError",
     "sanitize_error_message",
@@ -354,6 +356,16 @@ class ObservabilityStore:
         when ``total_symbols`` is 0 (no rate exists; 0.0 would read as "everything failed").
         """
         return queries.execution_history(self._ctx, limit=limit)
+
+    def dashboard(
+        self,
+        *,
+        asset_classes: Mapping[str, str] | None = None,
+        dagster_ui_url: str | None = None,
+    ) -> DashboardReads:
+        """The dashboard's reads over this store: every monitored pair with its status and open
+        failure, the open failures, one pair's detail (see :class:`DashboardReads`)."""
+        return DashboardReads(self._ctx, asset_classes=asset_classes, dagster_ui_url=dagster_ui_url)
 
     # -- what the run mirror reads back ---------------------------------------------------------
 
