@@ -19,7 +19,18 @@ path                                           answers                          
                                                its schema is current, else 503
 ``/livez``                                     200 while the process serves HTTP     open
 ``/openapi.json``                              the OpenAPI 3.1 document              open
+``/api/v1/admin/dashboard/pairs``              every monitored pair, its status and  required
+                                               open failure (the dashboard's map)
+``/api/v1/admin/dashboard/failures``           open failures, newest first           required
+``/api/v1/admin/dashboard/pair``               one pair: freshness, status rows,     required
+                                               failures, Dagster UI link
+``/dashboard``                                 the dashboard page (HTML, no data)    open
+``/dashboard/static/{version}/{name}``         its scripts, style and icon           open
+``/``                                          redirects to ``/dashboard``           open
 =============================================  ====================================  ==========
+
+The page and its files (:mod:`.pages`) are not API and stay out of the OpenAPI document; the
+page carries no data and asks for the token itself (see :mod:`.pages`).
 
 "token required" applies when ``MARKET_PIPELINE_ADMIN_TOKEN`` is set: the request then needs
 ``Authorization: Bearer <token>`` (compared in constant time); without it the answer is 401 with
@@ -49,7 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +81,7 @@ from market_pipeline.api.errors import (
 )
 from market_pipeline.api.handlers import ROUTES
 from market_pipeline.api.openapi import openapi_spec
+from market_pipeline.api.pages import PAGE_ROUTES, DashboardFiles
 from market_pipeline.api.paths import DEFAULT_CACHE_SECONDS, MAX_QUERY_BYTES
 from market_pipeline.api.responses import ApiError
 from market_pipeline.config.settings import Settings
@@ -102,11 +114,17 @@ def _checked_url(db_url: str) -> URL:
     return parsed
 
 
-def _lifespan(settings: Settings, store: ObservabilityStore | None) -> Any:
+def _lifespan(
+    settings: Settings, store: ObservabilityStore | None, asset_classes: Mapping[str, str] | None
+) -> Any:
     """Startup: the store (ours, or the one given) and a first database check that never stops
     the start; shutdown: our engine disposed."""
     url = store.engine.url if store is not None else _checked_url(settings.db_url)
-    pairs = None if store is not None else load_universe(settings.universe_path).pairs
+    pairs = None
+    if store is None:
+        universe = load_universe(settings.universe_path)
+        pairs = universe.pairs
+        asset_classes = {s.symbol: s.asset_class for s in universe.symbols}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,6 +138,9 @@ def _lifespan(settings: Settings, store: ObservabilityStore | None) -> Any:
             )
         else:
             app.state.store = store
+        app.state.dashboard = app.state.store.dashboard(
+            asset_classes=asset_classes, dagster_ui_url=settings.dagster_ui_url
+        )
         engine = app.state.store.engine
         app.state.database = Database(
             engine=engine, description=describe_url(engine.url), password=url.password
@@ -144,6 +165,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     store: ObservabilityStore | None = None,
+    asset_classes: Mapping[str, str] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> Starlette:
     """The admin API application.
@@ -156,24 +178,30 @@ def create_app(
             is created at startup and disposed at shutdown. Startup does not require the
             database: a database that is down makes ``/readyz`` and the admin endpoints answer
             503 until it is back, while ``/livez`` keeps answering 200.
+        asset_classes: symbol -> asset class for the dashboard's grouping, with a given
+            ``store`` (without one they come from the universe).
         cache_seconds: how long a rendered answer of the store-backed endpoints is reused
             (see :class:`~market_pipeline.api.cache.ResponseCache`); 0 turns the cache off.
     """
     resolved = Settings.from_env() if settings is None else settings
     app = Starlette(
-        routes=[Route(path, handler, methods=["GET"]) for path, handler, _ in ROUTES],
+        routes=[
+            *(Route(path, handler, methods=["GET"]) for path, handler, _ in ROUTES),
+            *(Route(path, handler, methods=["GET"]) for path, handler in PAGE_ROUTES),
+        ],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
             Exception: unexpected_error,
         },
         middleware=[Middleware(BodyLimitMiddleware)],
-        lifespan=_lifespan(resolved, store),
+        lifespan=_lifespan(resolved, store, asset_classes),
     )
     # /x/ is not /x: an odd path is a plain 404 rather than a redirect.
     app.router.redirect_slashes = False
     app.state.admin_token = resolved.admin_token
     app.state.cache = ResponseCache(cache_seconds)
+    app.state.dashboard_files = DashboardFiles()
     app.state.openapi = openapi_spec(
         [path for path, _, _ in ROUTES], token_required=resolved.admin_token is not None
     )

@@ -12,6 +12,8 @@ Every setting has one environment variable and one default, named here and in th
 - ``MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD``: consecutive failures of a pair that raise an alert
   (default 3).
 - ``MARKET_PIPELINE_ADMIN_TOKEN``: bearer token the admin HTTP API requires when set.
+- ``MARKET_PIPELINE_DAGSTER_UI_URL``: base URL of the Dagster UI, which the dashboard links each
+  pair's partition to (default ``http://127.0.0.1:3000``, where ``make dev`` serves it).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from market_pipeline.database.engine import normalize_db_url
 from market_pipeline.package_data import demo_universe
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
 
 
 def _checkout_dir() -> Path:
@@ -49,6 +53,7 @@ class Settings:
     universe_path: Path
     failure_alert_threshold: int = 3
     admin_token: str | None = None
+    dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,4 +77,17 @@ class Settings:
             universe_path=Path(universe).expanduser().resolve(),
             failure_alert_threshold=threshold,
             admin_token=env.get("MARKET_PIPELINE_ADMIN_TOKEN") or None,
+            dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
         )
+
+
+def _ui_url(text: str | None) -> str:
+    """The Dagster UI base URL: an absolute http(s) URL (the dashboard turns it into links, so
+    nothing else, ``javascript:`` least of all, is accepted)."""
+    value = (text or "").strip() or DEFAULT_DAGSTER_UI_URL
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"MARKET_PIPELINE_DAGSTER_UI_URL must be an http:// or https:// URL, got {value!r}"
+        )
+    return value.rstrip("/")
