@@ -1,6 +1,6 @@
 // Building the page from data: every value from the server becomes a text node or an attribute
-// value, never markup (no innerHTML anywhere), so an error message holding <script> or </td> is
-// shown as the characters it is.
+// value, never parsed as markup (no HTML-string sinks anywhere), so an error message holding
+// <script> or </td> is shown as the characters it is.
 
 export function append(node, children) {
   for (const child of children.flat()) {
