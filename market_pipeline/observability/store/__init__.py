@@ -1,9 +1,10 @@
 """The scheduler observability store: the spec's eight methods over the four monitoring tables.
 
 :class:`ObservabilityStore` is a small facade; each table has its module (``executions``,
-``failures``, ``symbol_status``, ``freshness``), the reads theirs (``queries``), and the run
-mirror's read-backs theirs (``mirror_state``). ``statements`` runs every statement: built once,
-and on PostgreSQL sent as one round trip on direct driver connections.
+``failures``, ``symbol_status``, ``freshness``), the reads theirs (``queries``), the dashboard's
+reads theirs (``dashboard_queries``, :meth:`ObservabilityStore.dashboard`), and the run mirror's
+read-backs theirs (``mirror_state``). ``statements`` runs every statement: built once, and on
+PostgreSQL sent as one round trip on direct driver connections.
 
 Conventions shared by every method:
 

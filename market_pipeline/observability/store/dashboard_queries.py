@@ -4,7 +4,8 @@ Like the spec's reads (:mod:`.queries`), statuses are computed at read time in S
 (:func:`..freshness.status_sql`) and every statement is built once and bound with parameters, so
 the same text runs on SQLite and PostgreSQL. The pairs read is one statement whatever the
 universe size: the monitored pairs LEFT JOINed to their freshness row and their open failure
-(at most one per pair, a unique partial index guarantees it).
+(at most one per pair, a unique partial index guarantees it). The statements are in
+:mod:`.dashboard_statements`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from market_pipeline.database.tables import feature_computation_failures as failures_t
-from market_pipeline.database.tables import feature_freshness as freshness_t
-from market_pipeline.database.tables import scheduler_execution_log as executions_t
-from market_pipeline.database.tables import symbol_computation_status as symbol_status_t
 from market_pipeline.domain.dashboard import (
     UNCLASSIFIED,
     DashboardPair,
@@ -33,30 +28,20 @@ from market_pipeline.domain.names import QUANT_FEATURES
 from market_pipeline.domain.timeframes import Timeframe, TimeframeError
 from market_pipeline.observability.store.checks import ZERO, check_key, check_limit, id_str
 from market_pipeline.observability.store.context import Pair, StoreContext
-from market_pipeline.observability.store.freshness import (
-    cutoff_params,
-    monitored_source,
-    read_params,
-    status_sql,
+from market_pipeline.observability.store.dashboard_statements import (
+    FAILURE_COLUMNS,
+    FRESHNESS_COLUMNS,
+    OPEN_FAILURE_COLUMNS,
+    PAIR_COLUMNS,
+    PAIR_FAILURE_COLUMNS,
+    STATUS_COLUMNS,
+    open_failures_stmt,
+    pair_failures_stmt,
+    pair_freshness_stmt,
+    pair_statuses_stmt,
+    pairs_stmt,
 )
-
-_FAILURE_COLUMNS = ("error", "retry_count", "first_failed_at", "failed_at", "execution_id")
-_FRESHNESS_COLUMNS = ("last_computed_at", "data_point_count", "status", "last_bar_at")
-_PAIR_COLUMNS = ("symbol", "timeframe", *_FRESHNESS_COLUMNS, *_FAILURE_COLUMNS)
-_OPEN_FAILURE_COLUMNS = ("symbol", "timeframe", *_FAILURE_COLUMNS)
-_STATUS_COLUMNS = (
-    "execution_id",
-    "execution_status",
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_seconds",
-    "records_processed",
-    "records_inserted",
-    "features_computed",
-    "error_message",
-)
-_PAIR_FAILURE_COLUMNS = (*_FAILURE_COLUMNS, "resolved", "resolved_at")
+from market_pipeline.observability.store.freshness import cutoff_params, read_params
 
 
 def _dicts(rows: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -68,17 +53,6 @@ def _dicts(rows: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
         item["execution_id"] = id_str(item["execution_id"])
         out.append(item)
     return out
-
-
-def _failure_columns() -> list[Any]:
-    f = failures_t
-    return [
-        f.c.error_message.label("error"),
-        f.c.retry_count,
-        f.c.first_failed_at,
-        f.c.failed_at,
-        f.c.execution_id,
-    ]
 
 
 def _timeframe_order(code: str) -> tuple[int, int, str]:
@@ -126,7 +100,7 @@ class DashboardReads:
         last = row["last_computed_at"]
         failure = None
         if row["failed_at"] is not None:
-            failure = {name: row[name] for name in _FAILURE_COLUMNS}
+            failure = {name: row[name] for name in FAILURE_COLUMNS}
         return DashboardPair.model_validate(
             {
                 "symbol": row["symbol"],
@@ -151,12 +125,12 @@ class DashboardReads:
         now = ctx.now()
         rows = ctx.sql.run(
             self._key("pairs"),
-            lambda: _pairs_stmt(ctx),
+            lambda: pairs_stmt(ctx),
             read_params(ctx, now),
             fetch="all",
             write=False,
         )
-        pairs = [self._pair(now, row) for row in _dicts(rows, _PAIR_COLUMNS)]
+        pairs = [self._pair(now, row) for row in _dicts(rows, PAIR_COLUMNS)]
         order = self._order
         if order is None:
             pairs.sort(key=lambda p: (p.symbol, p.timeframe))
@@ -188,13 +162,13 @@ class DashboardReads:
         now = ctx.now()
         rows = ctx.sql.run(
             "dashboard_open_failures",
-            _open_failures_stmt,
+            open_failures_stmt,
             {"failures_limit": limit},
             fetch="all",
             write=False,
         )
         total = rows[0][-1] if rows else 0
-        failures = _dicts((row[:-1] for row in rows), _OPEN_FAILURE_COLUMNS)
+        failures = _dicts((row[:-1] for row in rows), OPEN_FAILURE_COLUMNS)
         return OpenFailures.model_validate(
             {"timestamp": now, "total_open": total, "failures": failures}
         )
@@ -215,7 +189,7 @@ class DashboardReads:
         params = {"p_symbol": symbol, "p_timeframe": timeframe, "detail_limit": limit}
         fresh = ctx.sql.run(
             "dashboard_pair_freshness",
-            _pair_freshness_stmt,
+            pair_freshness_stmt,
             {**params, **cutoff_params(now)},
             fetch="one",
             write=False,
@@ -223,18 +197,18 @@ class DashboardReads:
         if fresh is None and self._order is None:
             return None
         statuses = ctx.sql.run(
-            "dashboard_pair_statuses", _pair_statuses_stmt, params, fetch="all", write=False
+            "dashboard_pair_statuses", pair_statuses_stmt, params, fetch="all", write=False
         )
         failures = ctx.sql.run(
-            "dashboard_pair_failures", _pair_failures_stmt, params, fetch="all", write=False
+            "dashboard_pair_failures", pair_failures_stmt, params, fetch="all", write=False
         )
         return self._detail(
             now,
             symbol,
             timeframe,
-            None if fresh is None else dict(zip(_FRESHNESS_COLUMNS, fresh, strict=True)),
-            _dicts(statuses, _STATUS_COLUMNS),
-            _dicts(failures, _PAIR_FAILURE_COLUMNS),
+            None if fresh is None else dict(zip(FRESHNESS_COLUMNS, fresh, strict=True)),
+            _dicts(statuses, STATUS_COLUMNS),
+            _dicts(failures, PAIR_FAILURE_COLUMNS),
         )
 
     def _detail(
@@ -250,12 +224,12 @@ class DashboardReads:
             "symbol": symbol,
             "timeframe": timeframe,
             **(fresh or {"last_computed_at": None, "data_point_count": 0, "status": "missing"}),
-            **dict.fromkeys(_FAILURE_COLUMNS),
+            **dict.fromkeys(FAILURE_COLUMNS),
         }
         cell.setdefault("last_bar_at", None)
         open_row = next((row for row in failures if not row["resolved"]), None)
         if open_row is not None:
-            cell.update({name: open_row[name] for name in _FAILURE_COLUMNS})
+            cell.update({name: open_row[name] for name in FAILURE_COLUMNS})
         base = self._dagster_ui_url
         return PairDetail.model_validate(
             {
@@ -268,83 +242,3 @@ class DashboardReads:
                 else dagster_partition_url(base, QUANT_FEATURES, symbol, timeframe),
             }
         )
-
-
-def _pairs_stmt(ctx: StoreContext) -> Any:
-    """The monitored pairs (:func:`monitored_source`) with their open failure, if any."""
-    source, symbol, timeframe, last, count, status = monitored_source(ctx)
-    f = failures_t
-    open_failure = sa.and_(f.c.symbol == symbol, f.c.timeframe == timeframe, sa.not_(f.c.resolved))
-    return sa.select(
-        symbol.label("symbol"),
-        timeframe.label("timeframe"),
-        last.label("last_computed_at"),
-        count.label("data_point_count"),
-        status.label("status"),
-        freshness_t.c.last_bar_at,
-        *_failure_columns(),
-    ).select_from(source.outerjoin(f, open_failure))
-
-
-def _open_failures_stmt() -> Any:
-    f = failures_t
-    return (
-        sa.select(
-            f.c.symbol,
-            f.c.timeframe,
-            *_failure_columns(),
-            sa.func.count().over().label("total"),
-        )
-        .where(sa.not_(f.c.resolved))
-        .order_by(f.c.failed_at.desc(), f.c.id.desc())
-        .limit(sa.bindparam("failures_limit", type_=sa.Integer))
-    )
-
-
-def _is_pair(table: sa.Table) -> Any:
-    return sa.and_(
-        table.c.symbol == sa.bindparam("p_symbol", type_=sa.Text),
-        table.c.timeframe == sa.bindparam("p_timeframe", type_=sa.Text),
-    )
-
-
-def _pair_freshness_stmt() -> Any:
-    t = freshness_t
-    return sa.select(
-        t.c.last_computed_at,
-        t.c.data_point_count,
-        status_sql(t.c.last_computed_at, t.c.data_point_count).label("status"),
-        t.c.last_bar_at,
-    ).where(_is_pair(t))
-
-
-def _pair_statuses_stmt() -> Any:
-    s, e = symbol_status_t, executions_t
-    return (
-        sa.select(
-            s.c.execution_id,
-            e.c.status.label("execution_status"),
-            s.c.status,
-            s.c.started_at,
-            s.c.completed_at,
-            s.c.duration_seconds,
-            s.c.records_processed,
-            s.c.records_inserted,
-            s.c.features_computed,
-            s.c.error_message,
-        )
-        .select_from(s.join(e, e.c.execution_id == s.c.execution_id))
-        .where(_is_pair(s))
-        .order_by(e.c.started_at.desc(), s.c.id.desc())
-        .limit(sa.bindparam("detail_limit", type_=sa.Integer))
-    )
-
-
-def _pair_failures_stmt() -> Any:
-    f = failures_t
-    return (
-        sa.select(*_failure_columns(), f.c.resolved, f.c.resolved_at)
-        .where(_is_pair(f))
-        .order_by(f.c.failed_at.desc(), f.c.id.desc())
-        .limit(sa.bindparam("detail_limit", type_=sa.Integer))
-    )

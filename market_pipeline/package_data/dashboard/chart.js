@@ -23,7 +23,7 @@ function kindOf(run) {
 function durationLabel(value) {
   if (value >= 5400) return `${(value / 3600).toFixed(1)} h`;
   if (value >= 120) return `${Math.round(value / 60)} min`;
-  return `${value.toFixed(value >= 10 ? 0 : 1)} s`;
+  return `${value === 0 || value >= 10 ? value.toFixed(0) : value.toFixed(1)} s`;
 }
 
 function axes(chart, maxDuration, plotW, plotH) {

@@ -55,7 +55,7 @@ export function historySummary(history) {
   const runs = history.executions.slice(0, 50);
   const failed = runs.filter((r) => r.status === "failed").length;
   const partial = runs.filter((r) => r.status !== "failed" && r.failed_symbols > 0).length;
-  return `${runs.length} executions: ${failed} failed (✕), ${partial} with failed symbols (!). ` +
+  return `${runs.length} execution${runs.length === 1 ? "" : "s"}: ${failed} failed (✕), ${partial} with failed symbols (!). ` +
     "Bars show the duration, the line the success rate.";
 }
 
