@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-smoke validate serve dev clean-data
+.PHONY: demo test lint bench bench-smoke validate serve dev clean-data chromium screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/market-pipeline demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# Debian's Chromium, which the dashboard's browser tests drive through Playwright (never
+# `playwright install`: it downloads a browser, which fails without network).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+# Regenerates docs/dashboard.png, the README's picture: the demo, then the page in Chromium.
+screenshot: $(STAMP) chromium
+	$(BIN)/market-pipeline demo
+	$(BIN)/python -m bench.tools.dashboard_screenshot --output docs/dashboard.png
 
 # What .ci/run checks besides the tests: lint, formatting, types (strict on the domain layer) and
 # the layer contracts of pyproject.toml.

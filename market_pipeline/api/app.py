@@ -19,7 +19,18 @@ path                                           answers                          
                                                its schema is current, else 503
 ``/livez``                                     200 while the process serves HTTP     open
 ``/openapi.json``                              the OpenAPI 3.1 document              open
+``/api/v1/admin/dashboard/pairs``              every monitored pair, its status and  required
+                                               open failure (the dashboard's map)
+``/api/v1/admin/dashboard/failures``           open failures, newest first           required
+``/api/v1/admin/dashboard/pair``               one pair: freshness, status rows,     required
+                                               failures, Dagster UI link
+``/dashboard``                                 the dashboard page (HTML, no data)    open
+``/dashboard/static/{version}/{name}``         its scripts, style and icon           open
+``/``                                          redirects to ``/dashboard``           open
 =============================================  ====================================  ==========
+
+The page and its files (:mod:`.pages`) are not API and stay out of the OpenAPI document; the
+page carries no data and asks for the token itself (see :mod:`.pages`).
 
 "token required" applies when ``MARKET_PIPELINE_ADMIN_TOKEN`` is set: the request then needs
 ``Authorization: Bearer <token>`` (compared in constant time); without it the answer is 401 with
@@ -50,7 +61,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,6 +83,7 @@ from market_pipeline.api.errors import (
 from market_pipeline.api.handlers import ROUTES
 from market_pipeline.api.metrics import metrics_config
 from market_pipeline.api.openapi import openapi_spec
+from market_pipeline.api.pages import PAGE_ROUTES, DashboardFiles
 from market_pipeline.api.paths import DEFAULT_CACHE_SECONDS, MAX_QUERY_BYTES
 from market_pipeline.api.responses import ApiError
 from market_pipeline.config.settings import Settings
@@ -110,14 +122,18 @@ def _lifespan(
     settings: Settings,
     store: ObservabilityStore | None,
     universe: Universe | None,
+    asset_classes: Mapping[str, str] | None,
     instance: Any | None,
 ) -> Any:
-    """Startup: the store (ours, or the one given), the metrics collector and a first database
-    check that never stops the start; shutdown: our engine and Dagster instance disposed."""
+    """Startup: the store (ours, or the one given), the dashboard reads, the metrics collector
+    and a first database check that never stops the start; shutdown: our engine and Dagster
+    instance disposed."""
     url = store.engine.url if store is not None else _checked_url(settings.db_url)
     if universe is None and store is None:
         universe = load_universe(settings.universe_path)
     pairs = universe.pairs if universe is not None else None
+    if universe is not None and asset_classes is None:
+        asset_classes = {spec.symbol: spec.asset_class for spec in universe.symbols}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -131,6 +147,9 @@ def _lifespan(
             )
         else:
             app.state.store = store
+        app.state.dashboard = app.state.store.dashboard(
+            asset_classes=asset_classes, dagster_ui_url=settings.dagster_ui_url
+        )
         engine = app.state.store.engine
         app.state.database = Database(
             engine=engine, description=describe_url(engine.url), password=url.password
@@ -139,7 +158,7 @@ def _lifespan(
         app.state.metrics_registry = metrics_registry(
             PipelineCollector(
                 app.state.store,
-                metrics_config(settings, universe, app.state.store),
+                metrics_config(settings, universe, app.state.store, asset_classes),
                 instance if instance is not None else owned_instance,
             )
         )
@@ -178,6 +197,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     store: ObservabilityStore | None = None,
+    asset_classes: Mapping[str, str] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
     universe: Universe | None = None,
     dagster_instance: Any | None = None,
@@ -192,6 +212,8 @@ def create_app(
             is created at startup and disposed at shutdown. Startup does not require the
             database: a database that is down makes ``/readyz`` and the admin endpoints answer
             503 until it is back, while ``/livez`` keeps answering 200.
+        asset_classes: symbol -> asset class for the dashboard's grouping, with a given
+            ``store`` (without one they come from the universe).
         cache_seconds: how long a rendered answer of the store-backed endpoints is reused
             (see :class:`~market_pipeline.api.cache.ResponseCache`); 0 turns the cache off.
         universe: labels of ``/metrics`` (provider, asset classes) and, without a ``store``,
@@ -201,20 +223,24 @@ def create_app(
     """
     resolved = Settings.from_env() if settings is None else settings
     app = Starlette(
-        routes=[Route(path, handler, methods=["GET"]) for path, handler, _ in ROUTES],
+        routes=[
+            *(Route(path, handler, methods=["GET"]) for path, handler, _ in ROUTES),
+            *(Route(path, handler, methods=["GET"]) for path, handler in PAGE_ROUTES),
+        ],
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
             Exception: unexpected_error,
         },
         middleware=[Middleware(BodyLimitMiddleware)],
-        lifespan=_lifespan(resolved, store, universe, dagster_instance),
+        lifespan=_lifespan(resolved, store, universe, asset_classes, dagster_instance),
     )
     # /x/ is not /x: an odd path is a plain 404 rather than a redirect.
     app.router.redirect_slashes = False
     app.state.admin_token = resolved.admin_token
     app.state.metrics_token = resolved.metrics_token
     app.state.cache = ResponseCache(cache_seconds)
+    app.state.dashboard_files = DashboardFiles()
     app.state.openapi = openapi_spec(
         [path for path, _, _ in ROUTES],
         token_required=resolved.admin_token is not None,

@@ -1,4 +1,4 @@
-"""The endpoints: the spec's three, the probes and the OpenAPI document."""
+"""The endpoints: the spec's three, the dashboard's reads, the probes and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ from starlette.responses import Response
 
 from market_pipeline.api.auth import presented_token_is_valid, require_token
 from market_pipeline.api.cache import Rendered, cached
+from market_pipeline.api.dashboard_api import dashboard_failures, dashboard_pair, dashboard_pairs
 from market_pipeline.api.database import Database, db_failure, query_store
 from market_pipeline.api.metrics import metrics
 from market_pipeline.api.paths import (
+    DASHBOARD_FAILURES_PATH,
+    DASHBOARD_PAIR_PATH,
+    DASHBOARD_PAIRS_PATH,
     HEALTH_PATH,
     HEALTH_PROBE_PATH,
     HISTORY_DEFAULT_LIMIT,
@@ -128,10 +132,14 @@ ROUTES: tuple[tuple[str, Callable[[Request], Any], bool], ...] = (
     (HEALTH_PATH, scheduler_health, True),
     (STALENESS_PATH, feature_staleness, True),
     (HISTORY_PATH, execution_history, True),
+    (DASHBOARD_PAIRS_PATH, dashboard_pairs, True),
+    (DASHBOARD_FAILURES_PATH, dashboard_failures, True),
+    (DASHBOARD_PAIR_PATH, dashboard_pair, True),
     (HEALTH_PROBE_PATH, health_probe, True),
     (READINESS_PATH, readiness, False),
     (LIVENESS_PATH, liveness, False),
     (OPENAPI_PATH, openapi_document, False),
     (METRICS_PATH, metrics, True),
 )
-"""``(path, handler, needs_token)`` of every route; :mod:`.openapi` describes each."""
+"""``(path, handler, needs_token)`` of every API route; :mod:`.openapi` describes each. The
+dashboard page and its files are :data:`market_pipeline.api.pages.PAGE_ROUTES`."""

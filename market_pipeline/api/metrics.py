@@ -3,6 +3,8 @@ scrapers cost one set of queries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
@@ -23,10 +25,13 @@ UNKNOWN_PROVIDER = "unknown"
 
 
 def metrics_config(
-    settings: Settings, universe: Universe | None, store: ObservabilityStore
+    settings: Settings,
+    universe: Universe | None,
+    store: ObservabilityStore,
+    asset_classes: Mapping[str, str] | None = None,
 ) -> MetricsConfig:
     """Labels and switches of the exposition: from the universe, or (serving a given store
-    without one) from its monitored pairs."""
+    without one) from its monitored pairs and the asset classes given."""
     if universe is not None:
         pairs = universe.pairs
         provider = str(universe.provider.get("kind", UNKNOWN_PROVIDER))
@@ -34,7 +39,7 @@ def metrics_config(
         timeframes = universe.timeframes
     else:
         pairs = list(store.monitored_pairs or ())
-        provider, classes = UNKNOWN_PROVIDER, {}
+        provider, classes = UNKNOWN_PROVIDER, dict(asset_classes or {})
         timeframes = tuple(sorted({tf for _, tf in pairs}))
     return MetricsConfig(
         provider=provider,

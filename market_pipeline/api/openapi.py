@@ -8,9 +8,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from market_pipeline.api.dashboard_api import SYMBOL_PARAMETER, TIMEFRAME_PARAMETER
 from market_pipeline.api.paths import (
     API_TITLE,
     API_VERSION,
+    DASHBOARD_FAILURES_PATH,
+    DASHBOARD_PAIR_PATH,
+    DASHBOARD_PAIRS_PATH,
+    FAILURES_DEFAULT_LIMIT,
     HEALTH_PATH,
     HEALTH_PROBE_PATH,
     HISTORY_DEFAULT_LIMIT,
@@ -19,11 +24,13 @@ from market_pipeline.api.paths import (
     MAX_QUERY_BYTES,
     METRICS_PATH,
     OPENAPI_PATH,
+    PAIR_DETAIL_DEFAULT_LIMIT,
     READINESS_PATH,
     STALENESS_DEFAULT_LIMIT,
     STALENESS_PATH,
 )
 from market_pipeline.api.schemas import Error, HealthProbe, Liveness, Readiness
+from market_pipeline.domain.dashboard import DashboardPairs, OpenFailures, PairDetail
 from market_pipeline.domain.reports import (
     MAX_LIMIT,
     ExecutionHistory,
@@ -35,6 +42,9 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     SchedulerHealth,
     StalenessReport,
     ExecutionHistory,
+    DashboardPairs,
+    OpenFailures,
+    PairDetail,
     HealthProbe,
     Readiness,
     Liveness,
@@ -56,6 +66,7 @@ class Operation:
     unavailable: dict[str, Any] | None = None  # a 503 of its own
     media_type: str = "application/json"  # of the 200 body
     metrics_auth: bool = False  # the metrics token or the admin token
+    pair: bool = False  # takes the required symbol and timeframe; 404 for an unknown pair
 
 
 _NOT_READY = {"description": "not ready", "schema": "Readiness"}
@@ -91,6 +102,30 @@ OPERATIONS: dict[str, Operation] = {
         "the executions",
         admin=True,
         limit=(HISTORY_DEFAULT_LIMIT, "most executions listed"),
+    ),
+    DASHBOARD_PAIRS_PATH: Operation(
+        "getDashboardPairs",
+        "Every monitored pair with its freshness status and open failure (the heat map)",
+        "DashboardPairs",
+        "the pairs, in universe order",
+        admin=True,
+    ),
+    DASHBOARD_FAILURES_PATH: Operation(
+        "getDashboardFailures",
+        "Open failures, newest first",
+        "OpenFailures",
+        "the open failures",
+        admin=True,
+        limit=(FAILURES_DEFAULT_LIMIT, "most failures listed"),
+    ),
+    DASHBOARD_PAIR_PATH: Operation(
+        "getDashboardPair",
+        "One pair: freshness, recent status rows and failures, link to its Dagster partition",
+        "PairDetail",
+        "the pair",
+        admin=True,
+        limit=(PAIR_DETAIL_DEFAULT_LIMIT, "most status rows and failures listed"),
+        pair=True,
     ),
     HEALTH_PROBE_PATH: Operation(
         "probeSchedulerHealth",
@@ -162,6 +197,8 @@ def _responses(operation: Operation, token_required: bool) -> dict[str, Any]:
         responses["503"] = {"description": "the database cannot be reached", **_content("Error")}
     if (operation.admin or operation.metrics_auth) and token_required:
         responses["401"] = {"description": "missing or wrong bearer token", **_content("Error")}
+    if operation.pair:
+        responses["404"] = {"description": "the pair is not monitored", **_content("Error")}
     if operation.unavailable is not None:
         unavailable = operation.unavailable
         responses["503"] = {
@@ -180,9 +217,24 @@ def _operation(operation: Operation, token_required: bool) -> dict[str, Any]:
         if (operation.admin or operation.metrics_auth) and token_required
         else [],
     }
+    parameters: list[dict[str, Any]] = []
+    if operation.pair:
+        parameters += [
+            {
+                "name": name,
+                "in": "query",
+                "required": True,
+                "description": description,
+                "schema": {"type": "string", "pattern": pattern},
+            }
+            for name, pattern, description in (
+                ("symbol", SYMBOL_PARAMETER, "the symbol, as in the universe"),
+                ("timeframe", TIMEFRAME_PARAMETER, "the timeframe, e.g. 1h"),
+            )
+        ]
     if operation.limit is not None:
         default, what = operation.limit
-        document["parameters"] = [
+        parameters += [
             {
                 "name": "limit",
                 "in": "query",
@@ -196,6 +248,8 @@ def _operation(operation: Operation, token_required: bool) -> dict[str, Any]:
                 },
             }
         ]
+    if parameters:
+        document["parameters"] = parameters
     return document
 
 

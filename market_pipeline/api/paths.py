@@ -35,3 +35,21 @@ MAX_BODY_BYTES = 1024
 
 SHOWN_CHARS = 40
 """Most characters of client input echoed in an error message."""
+
+# The dashboard: its JSON reads (token rules and cache as above), its page and the page's files.
+DASHBOARD_PAIRS_PATH = "/api/v1/admin/dashboard/pairs"
+DASHBOARD_FAILURES_PATH = "/api/v1/admin/dashboard/failures"
+DASHBOARD_PAIR_PATH = "/api/v1/admin/dashboard/pair"
+FAILURES_DEFAULT_LIMIT = 100
+PAIR_DETAIL_DEFAULT_LIMIT = 20
+
+ROOT_PATH = "/"
+DASHBOARD_PATH = "/dashboard"
+DASHBOARD_ASSET_PATH = "/dashboard/static/{version}/{name}"
+"""The page's scripts, style and icon; ``version`` is a digest of them all, so they can be cached
+for a year and a new release is fetched at once."""
+
+DEFAULT_POLL_SECONDS = 15.0
+"""How often the page re-reads the endpoints, unless ``/dashboard?poll=<seconds>`` says."""
+MIN_POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 3600.0

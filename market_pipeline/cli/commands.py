@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from market_pipeline.api.server import DEFAULT_HOST, DEFAULT_PORT
 from market_pipeline.cli.dagster_home import prepare_dagster_home
 from market_pipeline.config.settings import Settings
 
@@ -100,7 +103,35 @@ def demo(settings: Settings, args: argparse.Namespace) -> int:
     summary = _reconcile(settings)
     print(f"mirrored runs into the observability tables: {summary}")
     args.limit, args.history, args.json = 10, 5, False
-    return report(settings, args)
+    status = report(settings, args)
+    print()
+    print(f"Dashboard: http://{DEFAULT_HOST}:{DEFAULT_PORT}/dashboard")
+    print(f"Serve it:  {serve_command()}")
+    return status
+
+
+_SERVE_ENV = ("MARKET_PIPELINE_HOME", "MARKET_PIPELINE_UNIVERSE", "MARKET_PIPELINE_DB_URL")
+
+
+def serve_command(environ: dict[str, str] | None = None) -> str:
+    """The shell command that serves the admin API (and the dashboard) over what this process
+    used: the settings variables that are set, then this installation's ``market-pipeline``.
+    A database URL holding a password is referred to, never printed."""
+    from sqlalchemy.engine import make_url
+
+    env = dict(os.environ) if environ is None else environ
+    words = []
+    for name in _SERVE_ENV:
+        value = env.get(name)
+        if not value:
+            continue
+        if name == "MARKET_PIPELINE_DB_URL" and make_url(value).password:
+            words.append(f'{name}="${name}"')
+        else:
+            words.append(f"{name}={shlex.quote(value)}")
+    script = os.path.join(os.path.dirname(sys.executable), "market-pipeline")
+    program = script if os.path.exists(script) else "market-pipeline"
+    return " ".join([*words, shlex.quote(program), "serve"])
 
 
 def reconcile(settings: Settings, args: argparse.Namespace) -> int:

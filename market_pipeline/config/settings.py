@@ -17,6 +17,8 @@ Every setting has one environment variable and one default, named here and in th
 - ``MARKET_PIPELINE_METRICS_PER_PAIR``: ``auto`` (default), ``on`` or ``off``: whether
   ``/metrics`` exports per-pair series; ``auto`` exports them while the universe has at most
   ``MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT`` pairs (default 2000).
+- ``MARKET_PIPELINE_DAGSTER_UI_URL``: base URL of the Dagster UI, which the dashboard links each
+  pair's partition to (default ``http://127.0.0.1:3000``, where ``make dev`` serves it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from market_pipeline.database.engine import normalize_db_url
 from market_pipeline.package_data import demo_universe
@@ -32,6 +35,7 @@ from market_pipeline.package_data import demo_universe
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
 PER_PAIR_MODES = ("auto", "on", "off")
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
 
 
 def _checkout_dir() -> Path:
@@ -58,6 +62,7 @@ class Settings:
     metrics_token: str | None = None
     metrics_per_pair: str = "auto"
     metrics_per_pair_limit: int = 2000
+    dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +88,7 @@ class Settings:
             metrics_per_pair_limit=_positive_int(
                 env, "MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT", 2000
             ),
+            dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
         )
 
     def per_pair_metrics(self, pairs: int) -> bool:
@@ -101,3 +107,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {text!r}")
     return value
+
+
+def _ui_url(text: str | None) -> str:
+    """The Dagster UI base URL: an absolute http(s) URL (the dashboard turns it into links, so
+    nothing else, ``javascript:`` least of all, is accepted)."""
+    value = (text or "").strip() or DEFAULT_DAGSTER_UI_URL
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"MARKET_PIPELINE_DAGSTER_UI_URL must be an http:// or https:// URL, got {value!r}"
+        )
+    return value.rstrip("/")

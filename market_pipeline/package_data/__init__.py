@@ -1,4 +1,5 @@
-"""Files shipped inside the package: SQL migrations, Dagster instance templates, universes.
+"""Files shipped inside the package: SQL migrations, Dagster instance templates, universes, the
+dashboard page.
 
 They are package data, so a wheel installed outside the checkout has them too; code finds them
 through these functions, never through the checkout's layout.
@@ -24,3 +25,8 @@ def instance_template(postgres: bool) -> Path:
 def demo_universe() -> Path:
     """The bundled demo universe: 50 symbols x 5 timeframes, synthetic provider."""
     return _HERE / "universes" / "demo.yaml"
+
+
+def dashboard_dir() -> Path:
+    """The dashboard page's template, scripts, style and icon (served by the admin API)."""
+    return _HERE / "dashboard"

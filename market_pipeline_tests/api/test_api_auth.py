@@ -16,8 +16,11 @@ PROTECTED = [
     "/api/v1/admin/scheduler/execution-history?limit=20",
     "/healthz",
     "/metrics",
+    "/api/v1/admin/dashboard/pairs",
+    "/api/v1/admin/dashboard/failures?limit=10",
+    "/api/v1/admin/dashboard/pair?symbol=AAPL&timeframe=1h",
 ]
-OPEN = ["/livez", "/readyz", "/openapi.json"]
+OPEN = ["/livez", "/readyz", "/openapi.json", "/dashboard"]
 
 
 def _assert_no_data(response: httpx.Response) -> None:

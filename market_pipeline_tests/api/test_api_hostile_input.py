@@ -166,7 +166,9 @@ def test_a_small_body_on_a_get_is_ignored(api):
         "/API/V1/ADMIN/SCHEDULER-HEALTH",
         "/%ff",
         "/" + "a" * 5000,
-        "/",
+        "/dashboard/",
+        "/dashboard/static/../../pyproject.toml",
+        "/dashboard/static/0000000000000000/dashboard.js",
         "*",
     ],
 )

@@ -27,6 +27,7 @@ def test_environment_overrides_each_setting(tmp_path):
             "MARKET_PIPELINE_UNIVERSE": str(tmp_path / "u.yaml"),
             "MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD": "5",
             "MARKET_PIPELINE_ADMIN_TOKEN": "t0ken",
+            "MARKET_PIPELINE_DAGSTER_UI_URL": "https://dagster.example/ui/",
         }
     )
     assert settings.home == tmp_path
@@ -34,6 +35,17 @@ def test_environment_overrides_each_setting(tmp_path):
     assert settings.universe_path == tmp_path / "u.yaml"
     assert settings.failure_alert_threshold == 5
     assert settings.admin_token == "t0ken"
+    assert settings.dagster_ui_url == "https://dagster.example/ui"
+
+
+def test_the_dagster_ui_defaults_to_where_make_dev_serves_it():
+    assert Settings.from_env({}).dagster_ui_url == "http://127.0.0.1:3000"
+
+
+@pytest.mark.parametrize("value", ["javascript:alert(1)", "ftp://h/x", "dagster:3000", "http://"])
+def test_the_dagster_ui_url_must_be_an_absolute_http_url(value):
+    with pytest.raises(ValueError, match="MARKET_PIPELINE_DAGSTER_UI_URL"):
+        Settings.from_env({"MARKET_PIPELINE_DAGSTER_UI_URL": value})
 
 
 @pytest.mark.parametrize("url", ["postgresql://a@h/d", "postgres://a@h/d"])

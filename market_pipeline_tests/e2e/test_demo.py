@@ -6,6 +6,7 @@ import re
 
 import sqlalchemy as sa
 
+from market_pipeline.cli.commands import serve_command
 from market_pipeline.cli.main import main
 from market_pipeline.database.tables import symbol_computation_status
 from market_pipeline_tests.support.universes import write_universe
@@ -33,6 +34,12 @@ def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally
     # Freshness table: 6 fresh pairs, BADCO's 2 missing, of 8.
     assert re.search(r"^6\s+0\s+0\s+2\s+8\s*$", out, re.MULTILINE)
     assert "BADCO" in out and "injected failure" in out
+    # It ends with the dashboard's address and the command that serves this very store.
+    dashboard, serve = out.rstrip().splitlines()[-2:]
+    assert dashboard == "Dashboard: http://127.0.0.1:8000/dashboard"
+    assert serve.startswith("Serve it:  ") and serve.endswith("/market-pipeline serve")
+    assert f"MARKET_PIPELINE_HOME={tmp_path / 'home'}" in serve
+    assert f"MARKET_PIPELINE_UNIVERSE={universe}" in serve
     assert (tmp_path / "home" / "market_pipeline.db").is_file()
     assert (tmp_path / "home" / "dagster_home" / "dagster.yaml").is_file()
     # The demo mirrors through the reconciler, which must know the universe's asset classes.
@@ -48,3 +55,18 @@ def test_demo_backfills_mirrors_and_reports_what_it_did_and_reruns_incrementally
     assert "up to date" in out
     history = out[out.index("Recent executions") :]
     assert len(re.findall(r"completed\s+3/4", history)) == 2
+
+
+def test_the_serve_command_names_the_settings_in_use_but_never_a_password():
+    command = serve_command(
+        {
+            "MARKET_PIPELINE_HOME": "/srv/market data",
+            "MARKET_PIPELINE_DB_URL": "postgresql+psycopg2://u:s3cret@db:5432/market",
+            "MARKET_PIPELINE_ADMIN_TOKEN": "t0ken",
+        }
+    )
+
+    assert command.startswith("MARKET_PIPELINE_HOME='/srv/market data' ")
+    assert 'MARKET_PIPELINE_DB_URL="$MARKET_PIPELINE_DB_URL"' in command
+    assert "s3cret" not in command and "t0ken" not in command
+    assert command.endswith("market-pipeline serve")

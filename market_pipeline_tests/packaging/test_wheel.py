@@ -4,6 +4,7 @@ inside it, tests do not, and ``migrate``, ``demo`` and ``serve`` run from a fres
 from __future__ import annotations
 
 import os
+import re
 import site
 import socket
 import subprocess
@@ -85,6 +86,19 @@ def test_the_wheel_ships_its_data_files_and_no_tests(wheel):
     assert "market_pipeline/package_data/instance/dagster.yaml" in names
     assert "market_pipeline/package_data/instance/dagster.postgres.yaml" in names
     assert "market_pipeline/package_data/universes/demo.yaml" in names
+    dashboard = REPO / "market_pipeline/package_data/dashboard"
+    files = sorted(
+        p.name for p in dashboard.iterdir() if p.suffix in (".html", ".js", ".css", ".svg")
+    )
+    assert "dashboard.html" in files and "dashboard.js" in files
+    assert (
+        sorted(
+            n.rsplit("/", 1)[1]
+            for n in names
+            if n.startswith("market_pipeline/package_data/dashboard/")
+        )
+        == files
+    )
     assert not [n for n in names if n.startswith(("market_pipeline_tests", "bench/"))]
 
 
@@ -153,6 +167,10 @@ def test_serve_answers_from_the_installed_package(fresh_venv, tmp_path):
         health = httpx.get(f"http://127.0.0.1:{port}/api/v1/admin/scheduler-health", timeout=5)
         assert health.status_code == 200
         assert health.json()["total_symbols_monitored"] == 50  # the bundled demo universe
+        page = httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=5)
+        assert page.status_code == 200
+        script = re.search(r'src="(/dashboard/static/[^"]+)"', page.text).group(1)
+        assert httpx.get(f"http://127.0.0.1:{port}{script}", timeout=5).status_code == 200
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -278,6 +278,23 @@ def test_fail_symbols_raise_a_provider_error_naming_the_pair():
     assert len(provider.fetch_bars("AAPL", "equity", tf("1h"), since=None, until=UNTIL)) == 2000
 
 
+def test_fail_message_is_added_verbatim_to_the_injected_error():
+    payload = '<script>alert(1)</script> "quoted" </td>'
+    provider = build_provider(
+        {"kind": "synthetic", "fail_symbols": ["XYZ"], "fail_message": payload}
+    )
+
+    with pytest.raises(ProviderError) as raised:
+        provider.fetch_bars("XYZ", "equity", tf("1h"), since=None, until=UNTIL)
+    assert str(raised.value) == f"synthetic provider: injected failure for XYZ 1h: {payload}"
+    assert build_provider(provider.config()).config()["fail_message"] == payload
+
+
+def test_fail_message_must_be_text():
+    with pytest.raises(ProviderConfigError, match="fail_message must be text"):
+        build_provider({"kind": "synthetic", "fail_symbols": ["XYZ"], "fail_message": 3})
+
+
 def test_bad_row_symbols_get_one_row_of_each_bad_kind_amid_good_rows():
     provider = build_provider({"kind": "synthetic", "bad_row_symbols": ["ABC"]})
 

@@ -1,9 +1,10 @@
 """The scheduler observability store: the spec's eight methods over the four monitoring tables.
 
 :class:`ObservabilityStore` is a small facade; each table has its module (``executions``,
-``failures``, ``symbol_status``, ``freshness``), the reads theirs (``queries``), and the run
-mirror's read-backs theirs (``mirror_state``). ``statements`` runs every statement: built once,
-and on PostgreSQL sent as one round trip on direct driver connections.
+``failures``, ``symbol_status``, ``freshness``), the reads theirs (``queries``), the dashboard's
+reads theirs (``dashboard_queries``, :meth:`ObservabilityStore.dashboard`), and the run mirror's
+read-backs theirs (``mirror_state``). ``statements`` runs every statement: built once, and on
+PostgreSQL sent as one round trip on direct driver connections.
 
 Conventions shared by every method:
 
@@ -57,12 +58,14 @@ from market_pipeline.observability.store.checks import (
     sanitize_error_message,
 )
 from market_pipeline.observability.store.context import Pair, StoreContext
+from market_pipeline.observability.store.dashboard_queries import DashboardReads
 from market_pipeline.observability.store.metrics_reads import MetricsReading
 
 __all__ = [
     "MAX_ERROR_LENGTH",
     "MAX_LIMIT",
     "TRUNCATION_MARKER",
+    "DashboardReads",
     "ObservabilityStore",
     "UnknownExecutionError",
     "sanitize_error_message",
@@ -360,6 +363,16 @@ class ObservabilityStore:
     def metrics_reading(self, *, now: datetime | None = None) -> MetricsReading:
         """Every monitored pair's status and open failure, and the execution totals (/metrics)."""
         return metrics_reads.metrics_reading(self._ctx, now)
+
+    def dashboard(
+        self,
+        *,
+        asset_classes: Mapping[str, str] | None = None,
+        dagster_ui_url: str | None = None,
+    ) -> DashboardReads:
+        """The dashboard's reads over this store: every monitored pair with its status and open
+        failure, the open failures, one pair's detail (see :class:`DashboardReads`)."""
+        return DashboardReads(self._ctx, asset_classes=asset_classes, dagster_ui_url=dagster_ui_url)
 
     # -- what the run mirror reads back ---------------------------------------------------------
 

@@ -7,6 +7,7 @@ Used by the demo universe and by tests. Provider block::
       history_bars: 2000        # bars returned when since is None (default 2000)
       seed: 0                   # changes every series at once (default 0)
       fail_symbols: [XYZ]       # fetch_bars raises ProviderError for these symbols
+      fail_message: "..."       # text added to that error (to show how errors are displayed)
       bad_row_symbols: [ABC]    # these symbols get bad rows amid good ones (see below)
 
 Conventions (all times UTC, timestamps are bar starts):
@@ -75,6 +76,7 @@ class SyntheticProvider(MarketDataProvider):
         history_bars: int = DEFAULT_HISTORY_BARS,
         seed: int = 0,
         fail_symbols: Iterable[str] = (),
+        fail_message: str | None = None,
         bad_row_symbols: Iterable[str] = (),
     ) -> None:
         if isinstance(history_bars, bool) or not isinstance(history_bars, int):
@@ -85,6 +87,8 @@ class SyntheticProvider(MarketDataProvider):
             )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
+        if fail_message is not None and not isinstance(fail_message, str):
+            raise ValueError(f"fail_message must be text, got {fail_message!r}")
         self.history_bars = history_bars
         self.seed = seed
         self.fail_symbols = _symbol_set("fail_symbols", fail_symbols)
@@ -96,6 +100,9 @@ class SyntheticProvider(MarketDataProvider):
             "fail_symbols": sorted(self.fail_symbols),
             "bad_row_symbols": sorted(self.bad_row_symbols),
         }
+        self.fail_message = fail_message
+        if fail_message is not None:
+            self._config["fail_message"] = fail_message
 
     def referenced_symbols(self) -> frozenset[str]:
         return self.fail_symbols | self.bad_row_symbols
@@ -111,7 +118,10 @@ class SyntheticProvider(MarketDataProvider):
     ) -> pd.DataFrame:
         """Bars of one pair; ``ts`` is ``datetime64[ns, UTC]`` (see the module docstring)."""
         if symbol in self.fail_symbols:
-            raise ProviderError(f"synthetic provider: injected failure for {symbol} {timeframe}")
+            detail = f": {self.fail_message}" if self.fail_message else ""
+            raise ProviderError(
+                f"synthetic provider: injected failure for {symbol} {timeframe}{detail}"
+            )
         if asset_class not in ASSET_CLASSES:
             raise ProviderError(
                 f"synthetic provider: {symbol} {timeframe}: unknown asset class {asset_class!r}"
