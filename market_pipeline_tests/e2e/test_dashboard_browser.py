@@ -188,7 +188,7 @@ def test_pausing_stops_the_updates_until_resumed(server, tab):
     page.wait_for_timeout(2000)  # four poll periods
     assert int(page.get_attribute("body", "data-updates")) == paused_at
     page.click("#pause")
-    page.wait_for_function(f"Number(document.body.dataset.updates) > {paused_at}", timeout=WAIT_MS)
+    _wait_for_updates(page, above=paused_at)
     assert console.errors == []
 
 
