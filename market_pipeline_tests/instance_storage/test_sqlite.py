@@ -5,6 +5,7 @@ Real SQLite files under a real Dagster instance; other processes are real proces
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -245,6 +246,29 @@ class Writer:
     def end(self) -> None:
         self._begin.touch()
         self._end.touch()
+
+
+def test_a_threads_transaction_is_neither_seen_nor_committed_by_another_thread(tmp_path):
+    """The daemon calls the run storage from several threads: each gets its own connection."""
+    with _kept_instance(tmp_path) as instance:
+        storage = instance.run_storage
+        inside, read = threading.Event(), threading.Event()
+
+        def write_then_roll_back() -> None:
+            with contextlib.suppress(RuntimeError), storage.connect() as conn:
+                conn.execute(sa.text("INSERT INTO kvs (key, value) VALUES ('a', '1')"))
+                inside.set()
+                read.wait(10)
+                raise RuntimeError("roll back")
+
+        writer = threading.Thread(target=write_then_roll_back)
+        writer.start()
+        assert inside.wait(10)
+        seen = storage.get_cursor_values({"a"})  # a call of this thread, ending in a commit
+        read.set()
+        writer.join(10)
+        assert seen == {}
+        assert storage.get_cursor_values({"a"}) == {}
 
 
 @contextmanager
