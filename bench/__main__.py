@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import LATEST_JSON, Result, format_table, write_json
 
-CASES = ("store_ops", "backfill", "write_path", "features", "mirror", "api")
+CASES = ("store_ops", "backfill", "demo_sqlite", "write_path", "features", "mirror", "api")
 """Case modules of this package, in the order they run; each has ``run(smoke) -> [Result]``."""
 
 
