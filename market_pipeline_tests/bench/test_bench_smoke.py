@@ -15,7 +15,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("name", "value", "unit", "baseline", "baseline_value", "ratio", "direction")
-CASES = ("store_ops", "backfill", "write_path", "features", "mirror", "api", "dashboard")
+CASES = (
+    "store_ops",
+    "backfill",
+    "demo_sqlite",
+    "write_path",
+    "features",
+    "mirror",
+    "api",
+    "metrics",
+    "dashboard",
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,7 +44,17 @@ def test_bench_smoke_writes_every_case_with_positive_figures(pg_server, tmp_path
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = json.loads(output.read_text())
     assert isinstance(records, list) and records
-    prefixes = {"store:", "backfill:", "write path:", "features:", "mirror:", "api ", "dashboard:"}
+    prefixes = {
+        "store:",
+        "backfill:",
+        "demo on SQLite:",
+        "write path:",
+        "features:",
+        "mirror:",
+        "api ",
+        "metrics:",
+        "dashboard:",
+    }
     assert {p for p in prefixes if any(r["name"].startswith(p) for r in records)} == prefixes
     for record in records:
         for key in REQUIRED:

@@ -1,5 +1,5 @@
 """The run mirror with the real daemon: `dagster-daemon run` on PostgreSQL storage, runs from
-the CLI.
+the CLI (and, at the end of this file, the same on the committed SQLite dagster.yaml).
 
 One story, in the order an operator would live it, with one daemon that is stopped and started:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,10 +43,11 @@ from sqlalchemy.engine import make_url
 from market_pipeline.database.engine import make_engine
 from market_pipeline.database.migrations import migrate
 from market_pipeline.instance_storage.postgres import storage_config
+from market_pipeline.package_data import instance_template
 from market_pipeline_tests.support.postgres import pg_admin_engine
 from market_pipeline_tests.support.universes import write_universe
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -271,6 +273,7 @@ class Tables:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(tmp_path, pg_server):
     server = make_url(pg_server)
     with (
@@ -455,3 +458,65 @@ def _story(
         "GROUP BY execution_id, symbol, timeframe HAVING COUNT(*) > 1"
     )
     assert duplicated == []
+
+
+def test_the_daemon_on_the_committed_sqlite_config_mirrors_cli_runs(tmp_path):
+    """The embedded default: daemon, CLI runs and this test are three processes on one SQLite
+    instance, each keeping its own connections (KeptConnectionSqliteStorage)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(instance_template(postgres=False), home / "dagster.yaml")
+    universe = write_universe(
+        tmp_path / "universe.yaml",
+        SYMBOLS,
+        TIMEFRAMES,
+        {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 200},
+    )
+    (tmp_path / "daemon_defs.py").write_text(DEFS_MODULE)
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_file:\n"
+        f"      relative_path: {tmp_path / 'daemon_defs.py'}\n"
+        f"      working_directory: {REPO}\n      location_name: market_pipeline\n"
+    )
+    tables_url = f"sqlite:///{tmp_path / 'mp.db'}"
+    engine = make_engine(tables_url)
+    migrate(engine)
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PG")}
+    env.update(
+        DAGSTER_HOME=str(home),
+        MARKET_PIPELINE_UNIVERSE=str(universe),
+        MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
+        MARKET_PIPELINE_DB_URL=tables_url,
+    )
+    daemon = Daemon(workspace, env, tmp_path / "daemon.log")
+    tables = Tables(tables_url)
+    backfill = [str(BIN / "market-pipeline"), "backfill", "--allow-failures"]
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            daemon.start()
+            _wait_for(
+                "cursor on the success sensor",
+                lambda: (
+                    (s := _sensor_states(instance).get("mirror_run_success_sensor"))
+                    and s.instigator_data is not None
+                    and s.instigator_data.cursor
+                ),
+                daemon,
+            )
+            for symbols in (["AAPL", "BADCO"], ["BTC-USD"]):
+                done = _cli([*backfill, "--symbols", *symbols], env)
+                assert done.returncode == 0, done.stderr[-3000:]
+                run_id = _latest_run_id(instance)
+                _wait_for(f"run {run_id} mirrored", lambda r=run_id: tables.execution(r), daemon)
+                assert tables.finished(run_id, "completed"), tables.execution(run_id)
+        assert "database is locked" not in daemon.log.read_text(errors="replace")
+        assert tables.count("scheduler_execution_log") == 2
+        failures = tables.rows("SELECT symbol FROM feature_computation_failures")
+        assert {f["symbol"] for f in failures} == {"BADCO"}
+    finally:
+        os.environ.pop("DAGSTER_HOME", None)
+        daemon.stop()
+        tables.engine.dispose()

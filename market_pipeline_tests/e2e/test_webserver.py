@@ -136,3 +136,33 @@ def test_the_webserver_on_the_committed_postgres_config_lists_runs_stored_there(
     )
     runs = answer["data"]["runsOrError"]["results"]
     assert runs == [{"runId": run_id, "status": "SUCCESS"}]
+
+
+def test_the_webserver_on_the_committed_sqlite_config_reads_runs_a_process_keeps_open(
+    tmp_path, monkeypatch
+):
+    """The webserver is a second process on the kept-connection SQLite storage: it reads the
+    runs and run logs of this process while this process still holds its kept connections."""
+    import dagster as dg
+
+    from market_pipeline.instance_storage.sqlite import KeptConnectionSqliteRunStorage
+    from market_pipeline_tests.support.range_runs import JOB, RANGE
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(instance_template(postgres=False), home / "dagster.yaml")
+    env = _environment(tmp_path, home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, KeptConnectionSqliteRunStorage)
+        run_id = JOB.execute_in_process(instance=instance, tags=RANGE).run_id
+        query = (
+            "{ runsOrError { ... on Runs { results { runId status } } } "
+            f'logsForRun(runId: "{run_id}") '
+            "{ ... on EventConnection { events { __typename } } } }"
+        )
+        answer = _ask_webserver(tmp_path, env, query)
+    assert answer["data"]["runsOrError"]["results"] == [{"runId": run_id, "status": "SUCCESS"}]
+    events = [e["__typename"] for e in answer["data"]["logsForRun"]["events"]]
+    assert events.count("MaterializationEvent") == 20
+    assert events[-1] == "RunSuccessEvent"
