@@ -48,7 +48,7 @@ class ExchangeCalendar(MarketCalendar):
 
     def __init__(self, name: str, *, start: date, end: date) -> None:
         self.name = name
-        library = _library_calendar(name, start, end)
+        library = library_calendar(name, start, end)
         opens = [int(ns) // _NS for ns in library.opens.astype("int64")]
         closes = [int(ns) // _NS for ns in library.closes.astype("int64")]
         breaks = zip(_seconds(library.break_starts), _seconds(library.break_ends), strict=True)
@@ -89,9 +89,9 @@ class ExchangeCalendar(MarketCalendar):
         )
 
 
-def _library_calendar(name: str, start: date, end: date) -> Any:
-    """The library's calendar for ``start..end``, narrowed to the exchange's own bounds (the
-    library refuses dates before, e.g., 1997 for XTKS)."""
+def library_calendar(name: str, start: date, end: date) -> Any:
+    """The library's own calendar for ``start..end``, narrowed to the exchange's bounds (the
+    library refuses dates before, e.g., 1997 for XTKS), built without its Pandas4Warning."""
     library: Any = importlib.import_module("exchange_calendars")
     pandas4 = getattr(pd.errors, "Pandas4Warning", DeprecationWarning)
     with warnings.catch_warnings():
