@@ -6,7 +6,9 @@ never touches pandas. A session with a lunch break (XTKS, XHKG) is two trading p
 ``[open, break_start)`` and ``[break_end, close)``; intraday bars restart at the break's end.
 
 Under pandas 3 the library triggers ``Pandas4Warning`` (a ``DeprecationWarning``) while it
-builds a calendar; that one warning is silenced around the build, nothing else.
+builds a calendar; that one warning is silenced around the build, nothing else (by category and
+message; ``catch_warnings`` is process-wide, so for the build's fraction of a second that warning
+is silenced in other threads too).
 """
 
 from __future__ import annotations
