@@ -26,19 +26,50 @@ A calendar says two things, both in integer seconds since the epoch (UTC):
 Exchange calendars cover 1990-01-01 (or the library's first date for that exchange, e.g. 1997
 for XTKS) to :data:`CALENDAR_END`; beyond those bounds :class:`CalendarOutOfBounds` is raised, a
 ``ValueError`` callers (sensors, reports) catch. :func:`get_calendar` caches one instance per
-name, so each exchange calendar is built once per process (about 0.3 s).
+name, so each exchange calendar is built once per process (about 0.3 s). The interface and its
+records live in :mod:`market_pipeline.domain.market_calendar` (re-exported here), so that the
+exchange implementation, imported lazily from here, does not import this module back.
 """
 
 from __future__ import annotations
 
 import difflib
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from datetime import date
 
-DAY = 86_400
+from market_pipeline.domain.market_calendar import (
+    DAY,
+    CalendarOutOfBounds,
+    MarketCalendar,
+    Period,
+    Session,
+    to_datetime,
+    to_seconds,
+    utc_text,
+)
+
+__all__ = [
+    "ALWAYS_OPEN",
+    "CALENDAR_END",
+    "CALENDAR_START",
+    "DAY",
+    "DEFAULT_CALENDARS",
+    "FX_WEEK",
+    "AlwaysOpen",
+    "CalendarOutOfBounds",
+    "FxWeek",
+    "MarketCalendar",
+    "Period",
+    "Session",
+    "UnknownCalendarError",
+    "check_calendar_name",
+    "get_calendar",
+    "to_datetime",
+    "to_seconds",
+    "utc_text",
+]
+
 WEEK = 7 * DAY
 CALENDAR_START = date(1990, 1, 1)
 CALENDAR_END = date(2035, 12, 31)
@@ -50,7 +81,6 @@ FX_WEEK = "FX"
 DEFAULT_CALENDARS = {"equity": "XNYS", "crypto": ALWAYS_OPEN, "fx": FX_WEEK}
 """The calendar of each asset class when the universe names none."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FOREVER = 1 << 62
 # Sunday 1969-12-28 22:00 UTC: the FX week opens at this instant plus a whole number of weeks.
 _FX_WEEK_ORIGIN = -(3 * DAY + 2 * 3600)
@@ -60,52 +90,6 @@ _FX_DAILY_CLOSE = 22 * 3600
 
 class UnknownCalendarError(ValueError):
     """A calendar name that is neither built in nor known to exchange_calendars."""
-
-
-class CalendarOutOfBounds(ValueError):
-    """An instant outside the dates a calendar covers; the message names calendar, instant and
-    bounds. Raised instead of the library's ``MinuteOutOfBounds``, so that callers catch one
-    domain error."""
-
-    def __init__(self, calendar: str, instant: int, first: int, last: int) -> None:
-        self.calendar, self.instant, self.first, self.last = calendar, instant, first, last
-        super().__init__(
-            f"calendar {calendar!r} covers {utc_text(first)} to {utc_text(last)}; "
-            f"{utc_text(instant)} is outside it"
-        )
-
-
-class Period(NamedTuple):
-    """A stretch of trading, ``[open, close)`` in epoch seconds."""
-
-    open: int
-    close: int
-
-
-class Session(NamedTuple):
-    """A daily session: its date (``day``, epoch days: the daily bar's stamp is ``day * DAY``)
-    and its ``[open, close)`` in epoch seconds."""
-
-    day: int
-    open: int
-    close: int
-
-
-class MarketCalendar(ABC):
-    """When one market trades (see the module docstring)."""
-
-    name: str
-    aligns_to_epoch: bool
-
-    @abstractmethod
-    def periods_before(self, instant: int) -> Iterator[Period]:
-        """Trading periods that opened before ``instant``, newest first; raises
-        :class:`CalendarOutOfBounds` when ``instant`` or a period needed lies outside the
-        calendar's bounds."""
-
-    @abstractmethod
-    def session_closed_by(self, instant: int) -> Session:
-        """The newest daily session whose close is at or before ``instant``."""
 
 
 class AlwaysOpen(MarketCalendar):
@@ -183,16 +167,3 @@ def check_calendar_name(name: object) -> str:
         f"unknown calendar {name!r}{hint}: expected {ALWAYS_OPEN!r}, {FX_WEEK!r} or an "
         "exchange_calendars name such as XNYS, XLON, XTKS (exchange_calendars.get_calendar_names())"
     )
-
-
-def to_seconds(instant: datetime) -> int:
-    """Whole seconds since the epoch, rounded down (exact: no float), of an aware datetime."""
-    return (instant - _EPOCH) // timedelta(seconds=1)
-
-
-def to_datetime(seconds: int) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds)
-
-
-def utc_text(seconds: int) -> str:
-    return to_datetime(seconds).isoformat().replace("+00:00", "Z")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from market_pipeline.domain.calendars import (
+from market_pipeline.domain.market_calendar import (
     DAY,
     CalendarOutOfBounds,
     MarketCalendar,
