@@ -6,10 +6,18 @@ The universe is configuration, not code. ``MARKET_PIPELINE_UNIVERSE`` names a YA
 
     description: free text (optional)
     provider: {kind: synthetic}            # or {kind: csv, path: /data/bars}
+    calendars: {equity: XNYS, crypto: "24/7", fx: FX}   # optional; these are the defaults
     symbols:
       - {symbol: AAPL, asset_class: equity}
+      - {symbol: VOD, asset_class: equity, calendar: XLON}   # a per-symbol override
       - {symbol: BTC-USD, asset_class: crypto}
     timeframes: [1h, 1d]
+
+A calendar is ``"24/7"``, ``FX`` or a name exchange_calendars knows (see
+:mod:`market_pipeline.domain.calendars`). Any provider block may also carry ``grace_seconds``
+(default 0): how long after a bar is complete the vendor publishes it, before the bar counts as
+due (:mod:`market_pipeline.domain.bar_schedule`). The universe keeps it apart from the block the
+provider is built from.
 
 Adding a symbol or a timeframe is an edit of that file. Everything is checked on load and a
 problem raises :class:`UniverseError` naming the file and the offending entry, so a typo fails the
@@ -26,6 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from market_pipeline.domain.calendars import (
+    DEFAULT_CALENDARS,
+    UnknownCalendarError,
+    check_calendar_name,
+)
 from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
 
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
@@ -36,9 +49,12 @@ separates the dimensions; ``,`` separates keys in lists and ``...`` the ends of 
 file names (``AAPL_1h.csv``), so anything else is refused rather than escaped.
 """
 
-_TOP_LEVEL_KEYS = ("description", "provider", "symbols", "timeframes")
+_TOP_LEVEL_KEYS = ("description", "provider", "calendars", "symbols", "timeframes")
 _REQUIRED_TOP_LEVEL_KEYS = ("provider", "symbols", "timeframes")
-_SYMBOL_KEYS = ("symbol", "asset_class")
+_SYMBOL_KEYS = ("symbol", "asset_class", "calendar")
+_REQUIRED_SYMBOL_KEYS = ("symbol", "asset_class")
+GRACE_KEY = "grace_seconds"
+MAX_GRACE_SECONDS = 7 * 86_400
 
 ProviderCheck = Callable[[Mapping[str, Any]], tuple[dict[str, Any], frozenset[str]]]
 """Validates a provider block: returns it normalised and the symbols it names."""
@@ -50,10 +66,12 @@ class UniverseError(ValueError):
 
 @dataclass(frozen=True)
 class SymbolSpec:
-    """One instrument of the universe."""
+    """One instrument of the universe; ``calendar`` is its own calendar when the file names one
+    (None: its asset class's, see :meth:`Universe.calendar_of`)."""
 
     symbol: str
     asset_class: str
+    calendar: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,8 @@ class Universe:
     :func:`market_pipeline.providers.build_provider`); a relative csv ``path`` has already been
     resolved against the folder of the YAML file. ``timeframes`` keeps the codes as written
     (``1m``, ``1h``...). ``source`` names where the universe came from (the file path).
+    ``calendars`` maps every asset class to its calendar name; ``grace_seconds`` is the
+    provider's publication delay.
     """
 
     provider: dict[str, Any]
@@ -71,6 +91,8 @@ class Universe:
     timeframes: tuple[str, ...]
     source: str
     description: str = ""
+    calendars: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CALENDARS))
+    grace_seconds: int = 0
     _by_symbol: dict[str, SymbolSpec] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -90,8 +112,16 @@ class Universe:
 
     def asset_class_of(self, symbol: str) -> str:
         """The asset class of ``symbol``; :class:`UniverseError` when it is not in the universe."""
+        return self._spec(symbol).asset_class
+
+    def calendar_of(self, symbol: str) -> str:
+        """The calendar name of ``symbol``: its own, else its asset class's."""
+        spec = self._spec(symbol)
+        return spec.calendar or self.calendars[spec.asset_class]
+
+    def _spec(self, symbol: str) -> SymbolSpec:
         try:
-            return self._by_symbol[symbol].asset_class
+            return self._by_symbol[symbol]
         except KeyError:
             raise UniverseError(f"symbol {symbol!r} is not in the universe {self.source}") from None
 
@@ -125,7 +155,8 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
         raise UniverseError(f"{source}: description must be text, got {description!r}")
     symbols = _parse_symbols(data["symbols"], source)
     timeframes = _parse_timeframes(data["timeframes"], source)
-    provider = _parse_provider(
+    calendars = _parse_calendars(data.get("calendars"), source)
+    provider, grace_seconds = _parse_provider(
         data["provider"], source, check_provider, {s.symbol for s in symbols}
     )
     return Universe(
@@ -134,6 +165,8 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
         timeframes=timeframes,
         source=source,
         description=description.strip(),
+        calendars=calendars,
+        grace_seconds=grace_seconds,
     )
 
 
@@ -191,7 +224,7 @@ def _parse_symbols(raw: Any, source: str) -> tuple[SymbolSpec, ...]:
             raise UniverseError(
                 f"{where}: expected {{symbol: ..., asset_class: ...}}, got {entry!r}"
             )
-        _check_keys(entry, allowed=_SYMBOL_KEYS, required=_SYMBOL_KEYS, where=where)
+        _check_keys(entry, allowed=_SYMBOL_KEYS, required=_REQUIRED_SYMBOL_KEYS, where=where)
         symbol = check_symbol(entry["symbol"], where=where)
         asset_class = entry["asset_class"]
         if asset_class not in ASSET_CLASSES:
@@ -207,8 +240,34 @@ def _parse_symbols(raw: Any, source: str) -> tuple[SymbolSpec, ...]:
                 f" {raw[seen[folded]]['symbol']!r})"
             )
         seen[folded] = index
-        specs.append(SymbolSpec(symbol=symbol, asset_class=asset_class))
+        calendar = entry.get("calendar")
+        if calendar is not None:
+            calendar = _check_calendar(calendar, where=f"{where}: symbol {symbol!r}")
+        specs.append(SymbolSpec(symbol=symbol, asset_class=asset_class, calendar=calendar))
     return tuple(specs)
+
+
+def _parse_calendars(raw: Any, source: str) -> dict[str, str]:
+    where = f"{source}: calendars"
+    if raw is None:
+        return dict(DEFAULT_CALENDARS)
+    if not isinstance(raw, Mapping):
+        raise UniverseError(
+            f'{where}: expected a mapping such as {{equity: XNYS, crypto: "24/7", fx: FX}}, '
+            f"got {raw!r}"
+        )
+    _check_keys(raw, allowed=ASSET_CLASSES, required=(), where=where)
+    calendars = dict(DEFAULT_CALENDARS)
+    for asset_class, name in raw.items():
+        calendars[asset_class] = _check_calendar(name, where=f"{where}.{asset_class}")
+    return calendars
+
+
+def _check_calendar(name: Any, *, where: str) -> str:
+    try:
+        return check_calendar_name(name)
+    except UnknownCalendarError as exc:
+        raise UniverseError(f"{where}: {exc}") from None
 
 
 def _parse_timeframes(raw: Any, source: str) -> tuple[str, ...]:
@@ -237,15 +296,23 @@ def _parse_timeframes(raw: Any, source: str) -> tuple[str, ...]:
 
 def _parse_provider(
     raw: Any, source: str, check_provider: ProviderCheck, symbols: set[str]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], int]:
+    """The provider block as the provider normalises it, and its grace in seconds (a key every
+    provider kind takes, kept apart so that the block still builds the provider)."""
     where = f"{source}: provider"
     if not isinstance(raw, Mapping):
         raise UniverseError(f"{where}: expected a mapping such as {{kind: synthetic}}, got {raw!r}")
+    grace = raw.get(GRACE_KEY, 0)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise UniverseError(
+            f"{where}: {GRACE_KEY} must be a whole number of seconds from 0 to "
+            f"{MAX_GRACE_SECONDS} (the vendor's delay in publishing a complete bar), got {grace!r}"
+        )
     try:
-        config, referenced = check_provider(raw)
+        config, referenced = check_provider({k: v for k, v in raw.items() if k != GRACE_KEY})
     except ValueError as exc:
         raise UniverseError(f"{where}: {exc}") from None
     unknown = sorted(referenced - symbols)
     if unknown:
         raise UniverseError(f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}")
-    return config
+    return config, grace

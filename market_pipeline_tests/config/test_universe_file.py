@@ -330,3 +330,93 @@ def test_failure_injection_for_a_symbol_outside_the_universe_is_refused(tmp_path
     message = refusal(tmp_path, data)
 
     assert "names symbol(s) not in the universe: XYZ" in message
+
+
+# --- calendars and the provider's grace ---------------------------------------------------------
+
+
+def test_each_asset_class_has_a_default_calendar(tmp_path):
+    data = with_changes(symbols=[*MINIMAL["symbols"], {"symbol": "EURUSD", "asset_class": "fx"}])
+
+    universe = load_universe(write(tmp_path, data))
+
+    assert universe.calendars == {"equity": "XNYS", "crypto": "24/7", "fx": "FX"}
+    assert [universe.calendar_of(s) for s in universe.symbol_names] == ["XNYS", "24/7", "FX"]
+
+
+def test_the_file_may_name_the_calendar_of_an_asset_class(tmp_path):
+    universe = load_universe(write(tmp_path, with_changes(calendars={"equity": "XLON"})))
+
+    assert universe.calendar_of("AAPL") == "XLON"
+    assert universe.calendar_of("BTC-USD") == "24/7"
+
+
+def test_a_symbol_may_name_its_own_calendar(tmp_path):
+    data = with_changes(
+        symbols=[
+            *MINIMAL["symbols"],
+            {"symbol": "VOD", "asset_class": "equity", "calendar": "XLON"},
+        ]
+    )
+
+    universe = load_universe(write(tmp_path, data))
+
+    assert universe.calendar_of("VOD") == "XLON"
+    assert universe.calendar_of("AAPL") == "XNYS"
+    assert universe.symbols[2] == SymbolSpec("VOD", "equity", calendar="XLON")
+
+
+def test_calendar_of_an_unknown_symbol_names_symbol_and_universe(tmp_path):
+    universe = load_universe(write(tmp_path, MINIMAL))
+
+    with pytest.raises(UniverseError, match=r"'MSFT' is not in the universe .*universe\.yaml"):
+        universe.calendar_of("MSFT")
+
+
+def test_an_unknown_calendar_of_a_symbol_is_refused_naming_the_entry(tmp_path):
+    data = with_changes(symbols=[{"symbol": "VOD", "asset_class": "equity", "calendar": "XLNO"}])
+
+    message = refusal(tmp_path, data)
+
+    assert "symbols[0]: symbol 'VOD'" in message
+    assert "unknown calendar 'XLNO'" in message
+    assert "did you mean XLON" in message
+
+
+def test_an_unknown_calendar_of_an_asset_class_is_refused_naming_it(tmp_path):
+    message = refusal(tmp_path, with_changes(calendars={"crypto": "24/365"}))
+
+    assert "calendars.crypto: unknown calendar '24/365'" in message
+
+
+def test_calendars_for_an_unknown_asset_class_are_refused(tmp_path):
+    message = refusal(tmp_path, with_changes(calendars={"bonds": "XNYS"}))
+
+    assert "calendars: unknown key(s) 'bonds'" in message
+    assert "equity, crypto, fx" in message
+
+
+def test_calendars_that_are_not_a_mapping_are_refused(tmp_path):
+    message = refusal(tmp_path, with_changes(calendars=["XNYS"]))
+
+    assert "calendars: expected a mapping" in message
+
+
+def test_the_provider_grace_is_kept_apart_from_the_block_that_builds_the_provider(tmp_path):
+    data = with_changes(provider={"kind": "synthetic", "grace_seconds": 90})
+
+    universe = load_universe(write(tmp_path, data))
+
+    assert universe.grace_seconds == 90
+    assert "grace_seconds" not in universe.provider
+    assert load_universe(write(tmp_path, MINIMAL, "plain.yaml")).grace_seconds == 0
+
+
+@pytest.mark.parametrize("grace", [-1, 1.5, "60", True, 7 * 86400 + 1])
+def test_a_bad_provider_grace_is_refused(tmp_path, grace):
+    message = refusal(
+        tmp_path, with_changes(provider={"kind": "csv", "path": ".", "grace_seconds": grace})
+    )
+
+    assert "provider: grace_seconds must be a whole number of seconds" in message
+    assert repr(grace) in message
