@@ -3,9 +3,8 @@
 Stock dagster-postgres gives its run and event-log storage an engine with SQLAlchemy's
 ``NullPool``: every storage call opens a new PostgreSQL connection (TCP, authentication, a new
 server backend) and closes it. A run reports one event per partition it materializes, and each
-event takes three to four storage calls. On the 2-core bench machine Dagster's own bookkeeping of
-a 1,000-partition range run took 33 s this way and 6.4 s with the connection kept (cProfile of a
-500-partition run on stock storage: 5,530 connects for 1,510 events, 2.1 ms each).
+event takes three to four storage calls, so connection set-up was most of Dagster's bookkeeping
+of a range run (figures: README and the bench's backfill case).
 
 :class:`PooledPostgresStorage` is the same storage (same tables, schema migrations and
 configuration: ``postgres_url`` or ``postgres_db``) whose run and event-log storage keep

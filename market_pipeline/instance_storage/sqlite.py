@@ -2,10 +2,9 @@
 
 Stock ``DagsterSqliteStorage`` opens a new engine and connection for every storage call (its run
 storage's ``connect`` and its event log's ``_connect`` use ``NullPool``), and a range run makes
-four or five calls per partition: the demo's backfill of 250 pairs wrote 1,262 events through
-5,532 connections, and closing each one, as the last connection to a WAL database, checkpoints
-the WAL (cProfile, stock: 28 s of the 32 s run in ``store_event``, 4.2 s of it in commits, 3.3 s
-closing, 5 s compiling SQL that a kept engine caches).
+four or five calls per partition; closing each connection, as the last one to a WAL database,
+checkpoints the WAL, and each new engine compiles its SQL again (figures: README and the bench's
+``demo_sqlite`` case).
 
 :class:`KeptConnectionSqliteStorage` is the same storage, on the same files and tables (an
 existing ``DAGSTER_HOME`` switches back and forth freely), whose run storage and event-log storage
