@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,16 +53,23 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        reading, watermark = self._read_store(now)
+        dagster_read: Future[DagsterReading | None] | None = None
+        if self.instance is not None:
+            # Both reads mostly wait on their databases: Dagster's runs beside ours.
+            with ThreadPoolExecutor(1, thread_name_prefix="metrics-dagster") as pool:
+                dagster_read = pool.submit(self._read_dagster, now)
+                reading, watermark = self._read_store(now)
+        else:
+            reading, watermark = self._read_store(now)
         yield families.database_family(reading is not None)
         if reading is not None:
             yield from families.scheduler_families(reading, self.config)
             yield from families.freshness_families(reading, self.config)
             yield from families.failure_families(reading, self.config)
             yield from families.pair_families(reading, self.config)
-        if self.instance is None:
+        if dagster_read is None:
             return
-        dagster = self._read_dagster(now)
+        dagster = dagster_read.result()
         yield from families.dagster_families(dagster)
         if reading is not None and dagster is not None:
             yield from families.mirror_families(

@@ -3,8 +3,10 @@ the daemon, so a dead daemon shows (its heartbeats age) instead of silencing its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -67,12 +69,21 @@ def read_dagster(instance: dg.DagsterInstance, now: datetime) -> DagsterReading:
 
 
 def _newest_finished(instance: dg.DagsterInstance) -> FinishedRun | None:
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=list(FINISHED)),
-        limit=RECENT_FINISHED,
-        order_by="update_timestamp",
-        ascending=False,
-    )
+    # Usually the newest finished run is ours: read one, and more only when it is not.
+    for limit in (1, RECENT_FINISHED):
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(statuses=list(FINISHED)),
+            limit=limit,
+            order_by="update_timestamp",
+            ascending=False,
+        )
+        found = _first_of_ours(records)
+        if found is not None or len(records) < limit:
+            return found
+    return None
+
+
+def _first_of_ours(records: Sequence[Any]) -> FinishedRun | None:
     for record in records:
         if may_be_ours(record.dagster_run) is False:
             continue
