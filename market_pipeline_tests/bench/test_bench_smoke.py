@@ -15,17 +15,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("name", "value", "unit", "baseline", "baseline_value", "ratio", "direction")
-CASES = (
-    "store_ops",
-    "backfill",
-    "demo_sqlite",
-    "write_path",
-    "features",
-    "mirror",
-    "api",
-    "metrics",
-    "dashboard",
-)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

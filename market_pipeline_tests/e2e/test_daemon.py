@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from market_pipeline.database.migrations import migrate
 from market_pipeline.instance_storage.postgres import storage_config
 from market_pipeline.package_data import instance_template
 from market_pipeline_tests.support.postgres import pg_admin_engine
+from market_pipeline_tests.support.processes import free_port
 from market_pipeline_tests.support.universes import write_universe
 
 pytestmark = pytest.mark.slow
@@ -103,19 +103,13 @@ def _database(pg_server: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TcpProxy:
     """Forwards a local port to PostgreSQL. ``stop`` closes the port and every connection through
     it (the database is unreachable for whoever uses the port); ``start`` opens it again."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.port = _free_port()
+        self.port = free_port()
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -274,6 +268,31 @@ class Tables:
 
 
 @pytest.mark.postgres
+def _daemon_setup(tmp_path: Path, home: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The universe (BADCO fails at the provider), the daemon's code location and workspace, and
+    the environment every process of a test shares (instance in ``home``)."""
+    universe = write_universe(
+        tmp_path / "universe.yaml",
+        SYMBOLS,
+        TIMEFRAMES,
+        {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 200},
+    )
+    (tmp_path / "daemon_defs.py").write_text(DEFS_MODULE)
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_file:\n"
+        f"      relative_path: {tmp_path / 'daemon_defs.py'}\n"
+        f"      working_directory: {REPO}\n      location_name: market_pipeline\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PG")}
+    env.update(
+        DAGSTER_HOME=str(home),
+        MARKET_PIPELINE_UNIVERSE=str(universe),
+        MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
+    )
+    return universe, workspace, env
+
+
 def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(tmp_path, pg_server):
     server = make_url(pg_server)
     with (
@@ -303,31 +322,7 @@ def test_the_daemon_mirrors_every_run_across_downtime_of_daemon_and_database(tmp
                 }
             )
         )
-        universe = write_universe(
-            tmp_path / "universe.yaml",
-            SYMBOLS,
-            TIMEFRAMES,
-            {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 200},
-        )
-        (tmp_path / "daemon_defs.py").write_text(DEFS_MODULE)
-        workspace = tmp_path / "workspace.yaml"
-        workspace.write_text(
-            textwrap.dedent(
-                f"""
-                load_from:
-                  - python_file:
-                      relative_path: {tmp_path / "daemon_defs.py"}
-                      working_directory: {REPO}
-                      location_name: market_pipeline
-                """
-            )
-        )
-        base = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PG")}
-        base.update(
-            DAGSTER_HOME=str(home),
-            MARKET_PIPELINE_UNIVERSE=str(universe),
-            MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
-        )
+        universe, workspace, base = _daemon_setup(tmp_path, home)
         cli_env = {**base, "MARKET_PIPELINE_DB_URL": direct_url}
         daemon_env = {**base, "MARKET_PIPELINE_DB_URL": proxied_url}
         daemon = Daemon(workspace, daemon_env, tmp_path / "daemon.log")
@@ -466,30 +461,12 @@ def test_the_daemon_on_the_committed_sqlite_config_mirrors_cli_runs(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(instance_template(postgres=False), home / "dagster.yaml")
-    universe = write_universe(
-        tmp_path / "universe.yaml",
-        SYMBOLS,
-        TIMEFRAMES,
-        {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 200},
-    )
-    (tmp_path / "daemon_defs.py").write_text(DEFS_MODULE)
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_file:\n"
-        f"      relative_path: {tmp_path / 'daemon_defs.py'}\n"
-        f"      working_directory: {REPO}\n      location_name: market_pipeline\n"
-    )
+    _, workspace, env = _daemon_setup(tmp_path, home)
     tables_url = f"sqlite:///{tmp_path / 'mp.db'}"
     engine = make_engine(tables_url)
     migrate(engine)
     engine.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PG")}
-    env.update(
-        DAGSTER_HOME=str(home),
-        MARKET_PIPELINE_UNIVERSE=str(universe),
-        MARKET_PIPELINE_HOME=str(tmp_path / "mp_home"),
-        MARKET_PIPELINE_DB_URL=tables_url,
-    )
+    env["MARKET_PIPELINE_DB_URL"] = tables_url
     daemon = Daemon(workspace, env, tmp_path / "daemon.log")
     tables = Tables(tables_url)
     backfill = [str(BIN / "market-pipeline"), "backfill", "--allow-failures"]

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from market_pipeline_tests.support.processes import free_port, started, wait_for_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -66,12 +64,6 @@ class Console:
         return console
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def pipeline_env(home: Path, universe: Path, **extra: str) -> dict[str, str]:
     """This process's environment without our settings or Dagster home, then ``home`` (our
     SQLite database and the Dagster home), ``universe`` and ``extra``."""
@@ -100,30 +92,7 @@ def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 300) -> st
 def serving(env: Mapping[str, str], log: Path, timeout: float = 60) -> Iterator[str]:
     """``market-pipeline serve`` on a free loopback port; yields its base URL, stops it after."""
     port = free_port()
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)],
-            env=dict(env),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited: {log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"serve did not answer /livez within {timeout} s")
-            time.sleep(0.1)
+    with started([*CLI, "serve", "--port", str(port)], log, env=dict(env)) as process:
+        wait_for_http(f"{url}/livez", process, log, seconds=timeout)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
