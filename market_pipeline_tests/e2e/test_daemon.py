@@ -487,8 +487,13 @@ def test_the_daemon_on_the_committed_sqlite_config_mirrors_cli_runs(tmp_path):
                 done = _cli([*backfill, "--symbols", *symbols], env)
                 assert done.returncode == 0, done.stderr[-3000:]
                 run_id = _latest_run_id(instance)
-                _wait_for(f"run {run_id} mirrored", lambda r=run_id: tables.execution(r), daemon)
-                assert tables.finished(run_id, "completed"), tables.execution(run_id)
+                # The start sensor may mirror the started row before the success sensor
+                # finishes it, so wait for the finished row itself.
+                _wait_for(
+                    f"run {run_id} mirrored as completed",
+                    lambda r=run_id: tables.finished(r, "completed"),
+                    daemon,
+                )
         assert "database is locked" not in daemon.log.read_text(errors="replace")
         assert tables.count("scheduler_execution_log") == 2
         failures = tables.rows("SELECT symbol FROM feature_computation_failures")
