@@ -97,6 +97,7 @@ from market_pipeline.database.engine import (
 from market_pipeline.database.migrations import MigrationError
 from market_pipeline.domain.universe import Universe
 from market_pipeline.observability.metrics.collector import PipelineCollector, metrics_registry
+from market_pipeline.observability.metrics.dagster_watch import DagsterWatch
 from market_pipeline.observability.store import ObservabilityStore
 
 __all__ = ["DEFAULT_CACHE_SECONDS", "MAX_QUERY_BYTES", "ROUTES", "create_app"]
@@ -155,11 +156,17 @@ def _lifespan(
             engine=engine, description=describe_url(engine.url), password=url.password
         )
         owned_instance = _dagster_instance() if store is None and instance is None else None
+        watched = instance if instance is not None else owned_instance
+        dagster = (
+            DagsterWatch(watched, settings.metrics_dagster_interval_seconds)
+            if watched is not None
+            else None
+        )
         app.state.metrics_registry = metrics_registry(
             PipelineCollector(
                 app.state.store,
                 metrics_config(settings, universe, app.state.store, asset_classes),
-                instance if instance is not None else owned_instance,
+                dagster,
             )
         )
         try:
@@ -172,6 +179,8 @@ def _lifespan(
         try:
             yield
         finally:
+            if dagster is not None:
+                dagster.stop()
             if owned is not None:
                 owned.dispose()
             if owned_instance is not None:

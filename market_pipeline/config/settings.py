@@ -17,12 +17,15 @@ Every setting has one environment variable and one default, named here and in th
 - ``MARKET_PIPELINE_METRICS_PER_PAIR``: ``auto`` (default), ``on`` or ``off``: whether
   ``/metrics`` exports per-pair series; ``auto`` exports them while the universe has at most
   ``MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT`` pairs (default 2000).
+- ``MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL``: seconds between two readings of Dagster's state
+  for ``/metrics``, made beside the scrapes (default 5).
 - ``MARKET_PIPELINE_DAGSTER_UI_URL``: base URL of the Dagster UI, which the dashboard links each
   pair's partition to (default ``http://127.0.0.1:3000``, where ``make dev`` serves it).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +65,7 @@ class Settings:
     metrics_token: str | None = None
     metrics_per_pair: str = "auto"
     metrics_per_pair_limit: int = 2000
+    metrics_dagster_interval_seconds: float = 5.0
     dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
 
     @classmethod
@@ -88,6 +92,9 @@ class Settings:
             metrics_per_pair_limit=_positive_int(
                 env, "MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT", 2000
             ),
+            metrics_dagster_interval_seconds=_positive_seconds(
+                env, "MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL", 5.0
+            ),
             dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
         )
 
@@ -106,6 +113,17 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a positive number of seconds, got {text!r}")
     return value
 
 

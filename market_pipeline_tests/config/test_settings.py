@@ -62,3 +62,15 @@ def test_explicit_driver_and_sqlite_urls_are_kept():
 def test_alert_threshold_must_be_a_positive_integer(value):
     with pytest.raises(ValueError, match="MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD"):
         Settings.from_env({"MARKET_PIPELINE_FAILURE_ALERT_THRESHOLD": value})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
+def test_the_dagster_metrics_interval_must_be_a_positive_number(value):
+    with pytest.raises(ValueError, match="MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL must be a pos"):
+        Settings.from_env({"MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL": value})
+
+
+def test_the_dagster_metrics_interval_takes_fractions():
+    env = {"MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL": "0.5"}
+    assert Settings.from_env(env).metrics_dagster_interval_seconds == 0.5
+    assert Settings.from_env({}).metrics_dagster_interval_seconds == 5.0

@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from market_pipeline.observability.metrics.collector import PipelineCollector, metrics_registry
+from market_pipeline.observability.metrics.dagster_watch import DagsterWatch
 from market_pipeline.observability.metrics.families import MetricsConfig
 from market_pipeline.observability.store import ObservabilityStore
 
@@ -108,7 +109,11 @@ def _exposed_names(engine, instance) -> set[str]:
         failure_alert_threshold=3,
         per_pair=True,
     )
-    text = generate_latest(metrics_registry(PipelineCollector(store, config, instance))).decode()
+    watch = DagsterWatch(instance)
+    try:
+        text = generate_latest(metrics_registry(PipelineCollector(store, config, watch))).decode()
+    finally:
+        watch.stop()
     families = list(text_string_to_metric_families(text))
     return {f.name for f in families} | {s.name for f in families for s in f.samples}
 

@@ -34,15 +34,15 @@ class FinishedRun:
 
 @dataclass(frozen=True)
 class DagsterReading:
-    heartbeat_ages: dict[str, float]  # daemon type -> seconds since its newest heartbeat
+    read_at: datetime
+    heartbeats: dict[str, float]  # daemon type -> timestamp of its newest heartbeat
     queued: int
     in_progress: int
-    oldest_queued_age: float | None
+    oldest_queued_at: float | None  # timestamp
     newest_finished: FinishedRun | None  # the newest finished run the mirror should cover
 
 
 def read_dagster(instance: dg.DagsterInstance, now: datetime) -> DagsterReading:
-    at = now.timestamp()
     heartbeats = instance.get_daemon_heartbeats()
     queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
     oldest = (
@@ -56,14 +56,11 @@ def read_dagster(instance: dg.DagsterInstance, now: datetime) -> DagsterReading:
         else []
     )
     return DagsterReading(
-        heartbeat_ages={
-            daemon: max(0.0, at - beat.timestamp) for daemon, beat in heartbeats.items()
-        },
+        read_at=now,
+        heartbeats={daemon: beat.timestamp for daemon, beat in heartbeats.items()},
         queued=queued,
         in_progress=instance.get_runs_count(dg.RunsFilter(statuses=list(IN_PROGRESS))),
-        oldest_queued_age=(
-            max(0.0, at - _aware(oldest[0].create_timestamp).timestamp()) if oldest else None
-        ),
+        oldest_queued_at=_aware(oldest[0].create_timestamp).timestamp() if oldest else None,
         newest_finished=_newest_finished(instance),
     )
 

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from market_pipeline.domain.freshness import DEGRADATION_REASONS, FRESHNESS_STATUSES
 from market_pipeline.domain.freshness import degradation_reasons as degradation_codes
-from market_pipeline.observability.metrics.dagster_state import DagsterReading
+from market_pipeline.observability.metrics.dagster_watch import DagsterState
 from market_pipeline.observability.store.metrics_reads import MetricsReading
 
 PREFIX = "market_pipeline_"
@@ -211,19 +211,30 @@ def pair_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Me
     yield failures
 
 
-def dagster_families(reading: DagsterReading | None) -> Iterator[Metric]:
-    up = _gauge("dagster_instance_up", "1 when the Dagster instance could be read for this scrape.")
-    up.add_metric([], 0.0 if reading is None else 1.0)
+def dagster_families(state: DagsterState, now: datetime) -> Iterator[Metric]:
+    up = _gauge(
+        "dagster_instance_up",
+        "1 when the Dagster instance was read successfully within the last few seconds.",
+    )
+    up.add_metric([], 1.0 if state.up else 0.0)
     yield up
-    if reading is None:
+    reading = state.reading
+    age = _gauge(
+        "dagster_state_age_seconds", "Seconds since Dagster's state reported here was read."
+    )
+    if reading is not None:
+        age.add_metric([], max(0.0, (now - reading.read_at).total_seconds()))
+    yield age
+    if reading is None or not state.up:
         return
+    at = now.timestamp()
     heartbeat = _gauge(
         "dagster_daemon_heartbeat_age_seconds",
         "Seconds since each Dagster daemon's newest heartbeat.",
         ("daemon_type",),
     )
-    for daemon in sorted(reading.heartbeat_ages):
-        heartbeat.add_metric([daemon], reading.heartbeat_ages[daemon])
+    for daemon in sorted(reading.heartbeats):
+        heartbeat.add_metric([daemon], max(0.0, at - reading.heartbeats[daemon]))
     yield heartbeat
     for name, documentation, value in (
         ("dagster_runs_queued", "Dagster runs waiting in the run queue.", reading.queued),
@@ -239,8 +250,8 @@ def dagster_families(reading: DagsterReading | None) -> Iterator[Metric]:
     oldest = _gauge(
         "dagster_oldest_queued_run_age_seconds", "Seconds the oldest queued run has waited."
     )
-    if reading.oldest_queued_age is not None:
-        oldest.add_metric([], reading.oldest_queued_age)
+    if reading.oldest_queued_at is not None:
+        oldest.add_metric([], max(0.0, at - reading.oldest_queued_at))
     yield oldest
 
 
