@@ -334,7 +334,9 @@ def test_other_symbols_are_unaffected_by_bad_row_injection():
 
 
 def test_unknown_option_is_refused_listing_the_allowed_ones():
-    with pytest.raises(ProviderConfigError, match=r"unknown key.*'history'.*history_bars"):
+    with pytest.raises(
+        ProviderConfigError, match=r"unknown key.*'history'.*history_bars.*grace_seconds"
+    ):
         build_provider({"kind": "synthetic", "history": 10})
 
 
