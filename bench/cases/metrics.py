@@ -2,8 +2,9 @@
 data, at 1,000 and 10,000 monitored pairs, and the exposition's size per pair.
 
 Both are served by the same uncached server (``create_app(cache_seconds=0)`` under uvicorn, so
-every request runs its queries; the scrape includes the reads of a Dagster instance on the shipped
-PostgreSQL storage) over one PostgreSQL database: 1,000 executions, a freshness row
+every request runs its queries; the server watches a Dagster instance on the shipped PostgreSQL
+storage, whose reads run beside the scrapes every 5 s, as in a deployment) over one PostgreSQL
+database: 1,000 executions, a freshness row
 for 95% of the pairs (ages spread over fresh, aging and stale; the rest missing) and an open
 failure for 1% of them. One client asks sequentially, alternating the paths, so the machine's
 load falls on all alike. The baseline is the staleness report listing every pair (``limit=1000``,
@@ -165,8 +166,8 @@ def run(smoke: bool = False) -> list[Result]:
                 MARKET_PIPELINE_HOME=str(workdir),
             )
             env.pop("MARKET_PIPELINE_ADMIN_TOKEN", None)
-            # A PostgreSQL instance of its own, as a deployment's `serve` has: the scrape
-            # includes Dagster's reads.
+            # A PostgreSQL instance of its own, as a deployment's `serve` has: its reads
+            # share the machine with the scrapes.
             home = workdir / "dagster_home"
             home.mkdir()
             shutil.copyfile(instance_template(postgres=True), home / "dagster.yaml")
