@@ -45,6 +45,7 @@ def build_definitions(
             "database": DatabaseResource(
                 url=_database_url_config(settings),
                 failure_alert_threshold=settings.failure_alert_threshold,
+                coverage_retention_days=settings.coverage_retention_days,
             ),
             "market_data": MarketDataResource(universe_path=str(settings.universe_path)),
         },

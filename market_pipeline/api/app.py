@@ -145,6 +145,7 @@ def _lifespan(
                 owned,
                 monitored_pairs=pairs,
                 failure_alert_threshold=settings.failure_alert_threshold,
+                data_lag_rules=None if universe is None else universe.data_lag_rules(),
             )
         else:
             app.state.store = store
@@ -248,6 +249,7 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.admin_token = resolved.admin_token
     app.state.metrics_token = resolved.metrics_token
+    app.state.coverage_objective = resolved.coverage_objective
     app.state.cache = ResponseCache(cache_seconds)
     app.state.dashboard_files = DashboardFiles()
     app.state.openapi = openapi_spec(

@@ -18,6 +18,7 @@ from market_pipeline.api.dashboard_api import dashboard_failures, dashboard_pair
 from market_pipeline.api.database import Database, db_failure, query_store
 from market_pipeline.api.metrics import metrics
 from market_pipeline.api.paths import (
+    COVERAGE_PATH,
     DASHBOARD_FAILURES_PATH,
     DASHBOARD_PAIR_PATH,
     DASHBOARD_PAIRS_PATH,
@@ -78,6 +79,16 @@ async def execution_history(request: Request) -> Response:
     )
 
 
+async def feature_coverage(request: Request) -> Response:
+    """GET /api/v1/admin/features/coverage: the coverage SLI, burn rates and error budget."""
+    require_token(request)
+    parse_query(request, ())
+    objective = request.app.state.coverage_objective
+    return await _spec_body(
+        request, ("coverage",), lambda s: s.data_time.coverage_report(objective=objective)
+    )
+
+
 async def health_probe(request: Request) -> Response:
     """GET /healthz: the scheduler health as a status code, 200 healthy and 503 degraded."""
     require_token(request)
@@ -132,6 +143,7 @@ ROUTES: tuple[tuple[str, Callable[[Request], Any], bool], ...] = (
     (HEALTH_PATH, scheduler_health, True),
     (STALENESS_PATH, feature_staleness, True),
     (HISTORY_PATH, execution_history, True),
+    (COVERAGE_PATH, feature_coverage, True),
     (DASHBOARD_PAIRS_PATH, dashboard_pairs, True),
     (DASHBOARD_FAILURES_PATH, dashboard_failures, True),
     (DASHBOARD_PAIR_PATH, dashboard_pair, True),

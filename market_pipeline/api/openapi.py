@@ -12,6 +12,7 @@ from market_pipeline.api.dashboard_api import SYMBOL_PARAMETER, TIMEFRAME_PARAME
 from market_pipeline.api.paths import (
     API_TITLE,
     API_VERSION,
+    COVERAGE_PATH,
     DASHBOARD_FAILURES_PATH,
     DASHBOARD_PAIR_PATH,
     DASHBOARD_PAIRS_PATH,
@@ -30,6 +31,7 @@ from market_pipeline.api.paths import (
     STALENESS_PATH,
 )
 from market_pipeline.api.schemas import Error, HealthProbe, Liveness, Readiness
+from market_pipeline.domain.coverage import CoverageReport
 from market_pipeline.domain.dashboard import DashboardPairs, OpenFailures, PairDetail
 from market_pipeline.domain.reports import (
     MAX_LIMIT,
@@ -42,6 +44,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     SchedulerHealth,
     StalenessReport,
     ExecutionHistory,
+    CoverageReport,
     DashboardPairs,
     OpenFailures,
     PairDetail,
@@ -94,6 +97,14 @@ OPERATIONS: dict[str, Operation] = {
         "the report",
         admin=True,
         limit=(STALENESS_DEFAULT_LIMIT, "most pairs listed per status"),
+    ),
+    COVERAGE_PATH: Operation(
+        "getFeatureCoverage",
+        "Coverage SLI (share of pairs whose newest due bar is stored) over 1 h, 24 h and 30 d, "
+        "burn rates and the error budget left",
+        "CoverageReport",
+        "the SLI; null figures for windows without samples",
+        admin=True,
     ),
     HISTORY_PATH: Operation(
         "getExecutionHistory",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from market_pipeline.api.server import DEFAULT_HOST, DEFAULT_PORT
 from market_pipeline.cli.dagster_home import prepare_dagster_home
 from market_pipeline.config.settings import Settings
+from market_pipeline.domain.timestamps import parse_instant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -28,7 +29,7 @@ def _engine(settings: Settings) -> Engine:
     return make_engine(settings.db_url)
 
 
-def _store(settings: Settings, engine: Engine) -> ObservabilityStore:
+def _store(settings: Settings, engine: Engine, *, at: datetime | None = None) -> ObservabilityStore:
     from market_pipeline.config.universe_file import load_universe
     from market_pipeline.database.migrations import ensure_current
     from market_pipeline.observability.store import ObservabilityStore
@@ -39,6 +40,8 @@ def _store(settings: Settings, engine: Engine) -> ObservabilityStore:
         engine,
         monitored_pairs=universe.pairs,
         failure_alert_threshold=settings.failure_alert_threshold,
+        data_lag_rules=universe.data_lag_rules(),
+        **({} if at is None else {"clock": lambda: at}),
     )
 
 
@@ -68,10 +71,11 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     from market_pipeline.domain.report_text import render_text
     from market_pipeline.observability.report import build_report
 
+    at = None if args.at is None else parse_instant(args.at, what="--at")
     engine = _engine(settings)
     try:
         built = build_report(
-            _store(settings, engine), staleness_limit=args.limit, history_limit=args.history
+            _store(settings, engine, at=at), staleness_limit=args.limit, history_limit=args.history
         )
     finally:
         engine.dispose()

@@ -19,6 +19,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=20, help="pairs listed per freshness status")
     p.add_argument("--history", type=int, default=10, help="executions listed")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--at",
+        metavar="ISO8601",
+        help="evaluate freshness, data lag and health as of this instant (with a zone, e.g. "
+        "2026-11-27T18:30:00Z) over what is stored now: for post-mortems and previews",
+    )
     p.set_defaults(func=commands.report)
 
 

@@ -21,6 +21,10 @@ Every setting has one environment variable and one default, named here and in th
   for ``/metrics``, made beside the scrapes (default 5).
 - ``MARKET_PIPELINE_DAGSTER_UI_URL``: base URL of the Dagster UI, which the dashboard links each
   pair's partition to (default ``http://127.0.0.1:3000``, where ``make dev`` serves it).
+- ``MARKET_PIPELINE_COVERAGE_OBJECTIVE``: the coverage SLO, the share of monitored pairs whose
+  newest due bar is stored, between 0 and 1 exclusive (default 0.99).
+- ``MARKET_PIPELINE_COVERAGE_RETENTION_DAYS``: days of coverage samples kept (default 35, a
+  little over the 30-day SLO window).
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class Settings:
     metrics_per_pair_limit: int = 2000
     metrics_dagster_interval_seconds: float = 5.0
     dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
+    coverage_objective: float = 0.99
+    coverage_retention_days: int = 35
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +102,10 @@ class Settings:
                 env, "MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL", 5.0
             ),
             dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
+            coverage_objective=_objective(env.get("MARKET_PIPELINE_COVERAGE_OBJECTIVE")),
+            coverage_retention_days=_positive_int(
+                env, "MARKET_PIPELINE_COVERAGE_RETENTION_DAYS", 35
+            ),
         )
 
     def per_pair_metrics(self, pairs: int) -> bool:
@@ -124,6 +134,20 @@ def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> floa
         value = math.nan
     if not value > 0 or math.isinf(value):
         raise ValueError(f"{name} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _objective(text: str | None) -> float:
+    raw = (text or "").strip() or "0.99"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise ValueError(
+            f"MARKET_PIPELINE_COVERAGE_OBJECTIVE must be a share between 0 and 1 exclusive "
+            f"such as 0.99, got {raw!r}"
+        )
     return value
 
 

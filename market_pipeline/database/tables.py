@@ -117,3 +117,13 @@ mirror_watermark = sa.Table(
     sa.Column("runs_mirrored", sa.BigInteger, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+data_coverage_samples = sa.Table(
+    "data_coverage_samples",
+    metadata,
+    sa.Column("sampled_at", UTCDateTime, primary_key=True),
+    sa.Column("timeframe", sa.Text, primary_key=True),
+    sa.Column("asset_class", sa.Text, primary_key=True),
+    sa.Column("monitored_count", sa.Integer, nullable=False),
+    sa.Column("current_count", sa.Integer, nullable=False),
+)

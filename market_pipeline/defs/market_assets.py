@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from market_pipeline.defs.data_lag_check import bars_current_check_spec, bars_current_evaluation
 from market_pipeline.defs.partitions import pair_of
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.domain.names import (
@@ -173,7 +174,10 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
     @dg.multi_asset(
         name=MARKET_DATA_OP,
         specs=_asset_specs(),
-        check_specs=[bar_validity_check_spec(partitions_def)],
+        check_specs=[
+            bar_validity_check_spec(partitions_def),
+            bars_current_check_spec(partitions_def),
+        ],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
@@ -189,6 +193,9 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
         features = QUANT_FEATURES_KEY in selected
         store = database.store()
         repository = database.repository()
+        universe = market_data.universe()
+        lag_rules = universe.data_lag_rules()
+        now = datetime.now(UTC)
 
         def record_freshness(chunk: list[PairOutcome]) -> None:
             if features:
@@ -199,16 +206,23 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
             [pair_of(key) for key in context.partition_keys],
             workers=POSTGRES_REFRESH_WORKERS if repository.is_postgres else 1,
             after_chunk=record_freshness,
-            universe=market_data.universe(),
+            universe=universe,
             provider=market_data.provider(),
             repository=repository,
             fetch=fetch,
             features=features,
-            now=datetime.now(UTC),
+            now=now,
         ):
             outcomes.extend(chunk)
+            lags = lag_rules.evaluate(((*o.pair, o.last_bar_at) for o in chunk if o.ok), now)
             for outcome in chunk:
                 yield from _events_of(outcome, fetch=fetch, features=features)
+                if fetch and outcome.ok:
+                    yield bars_current_evaluation(
+                        outcome.pair,
+                        lags[outcome.pair],
+                        lag_rules.tolerance_seconds(outcome.timeframe),
+                    )
         _summarize(context, outcomes)
 
     return market_data

@@ -31,7 +31,7 @@ class SensorIntervals:
 
 
 def _store(database: DatabaseResource, market_data: MarketDataResource):
-    return database.store(monitored_pairs=market_data.universe().pairs)
+    return database.store(market_data.universe())
 
 
 def _asset_classes(market_data: MarketDataResource) -> dict[str, str]:
@@ -143,7 +143,8 @@ def _reconcile_sensor(interval: int) -> dg.SensorDefinition:
 def _freshness_sensor(interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="freshness_refresh_sensor",
-        description="Recomputes feature_freshness status and staleness so pairs age without runs.",
+        description="Recomputes feature_freshness status and staleness so pairs age without runs, "
+        "and samples the coverage SLI (data time) between runs.",
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -152,18 +153,27 @@ def _freshness_sensor(interval: int) -> dg.SensorDefinition:
         database: DatabaseResource,
         market_data: MarketDataResource,
     ) -> dg.SkipReason:
-        """Recomputes feature_freshness status and staleness so pairs age without any run."""
+        """Recomputes feature_freshness status and staleness so pairs age without any run, and
+        re-evaluates each pair's data lag into a coverage sample."""
         try:
             store = _store(database, market_data)
             updated = store.refresh_feature_freshness()
-            summary = store.get_feature_staleness_report(limit=1).summary
+            store.data_time.record_coverage_sample(retention_days=database.coverage_retention_days)
+            report = store.get_feature_staleness_report(limit=1)
         except Exception as exc:  # noqa: BLE001
             context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")
             return dg.SkipReason(f"refresh failed, retrying later: {type(exc).__name__}: {exc}")
+        summary, data = report.summary, report.data_summary
+        data_text = (
+            ""
+            if data is None
+            else f"; data: {data.current_count} current, {data.late_count} late "
+            f"({data.late_beyond_tolerance_count} beyond tolerance), {data.missing_count} missing"
+        )
         return dg.SkipReason(
             f"refreshed {updated} freshness rows: {summary.fresh_count} fresh, "
             f"{summary.aging_count} aging, {summary.stale_count} stale, "
-            f"{summary.missing_count} missing of {summary.total_monitored}"
+            f"{summary.missing_count} missing of {summary.total_monitored}{data_text}"
         )
 
     return freshness_refresh_sensor

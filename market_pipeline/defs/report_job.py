@@ -60,7 +60,7 @@ def scheduler_health_report(
     market_data: MarketDataResource,
 ) -> dg.Output[str]:
     """Builds the health, staleness and history report and shows it as Markdown."""
-    store = database.store(monitored_pairs=market_data.universe().pairs)
+    store = database.store(market_data.universe())
     report = build_report(store, staleness_limit=20, history_limit=10)
     _log_findings(context, report, store.failure_alert_threshold)
     context.instance.add_run_tags(context.run_id, {HEALTH_TAG: report.health.status})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
@@ -22,6 +20,7 @@ class DatabaseResource(dg.ConfigurableResource):
 
     url: str
     failure_alert_threshold: int = 3
+    coverage_retention_days: int = 35
 
     _engine: Engine | None = PrivateAttr(default=None)
 
@@ -43,11 +42,14 @@ class DatabaseResource(dg.ConfigurableResource):
     def repository(self) -> MarketDataRepository:
         return MarketDataRepository(self.engine)
 
-    def store(self, monitored_pairs: Sequence[tuple[str, str]] | None = None) -> ObservabilityStore:
+    def store(self, universe: Universe | None = None) -> ObservabilityStore:
+        """The store over this database, monitoring ``universe``'s pairs on its calendars (every
+        row of the freshness table, and no data time, without one)."""
         return ObservabilityStore(
             self.engine,
-            monitored_pairs=monitored_pairs,
+            monitored_pairs=None if universe is None else universe.pairs,
             failure_alert_threshold=self.failure_alert_threshold,
+            data_lag_rules=None if universe is None else universe.data_lag_rules(),
         )
 
 

@@ -88,6 +88,7 @@ DEGRADATION_REASONS = (
     "stale_pairs",
     "missing_pairs",
     "open_failures",
+    "late_pairs",
 )
 """Codes of the conditions that degrade health, in the order their reasons are listed (bounded,
 so they can label a metric)."""
@@ -99,6 +100,7 @@ def degradation_reasons(
     stale_count: int,
     missing_count: int,
     open_failures_count: int,
+    late_count: int = 0,
 ) -> list[str]:
     """The codes (:data:`DEGRADATION_REASONS`) of the conditions that hold; empty when healthy.
 
@@ -107,7 +109,9 @@ def degradation_reasons(
     - ``last_execution_failed``: the most recent execution failed;
     - ``stale_pairs`` / ``missing_pairs``: a monitored pair is stale or missing (aging pairs do
       not degrade health);
-    - ``open_failures``: a feature computation failure is still unresolved.
+    - ``open_failures``: a feature computation failure is still unresolved;
+    - ``late_pairs``: a pair's stored bars are behind the bars due by more than its timeframe's
+      tolerance (data time, :mod:`market_pipeline.domain.lag_rules`).
 
     A most recent execution that is still ``running`` is not by itself a degradation: a stuck run
     shows up through the pairs it leaves stale.
@@ -116,6 +120,7 @@ def degradation_reasons(
         ("stale_count", stale_count),
         ("missing_count", missing_count),
         ("open_failures_count", open_failures_count),
+        ("late_count", late_count),
     ):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
@@ -125,6 +130,7 @@ def degradation_reasons(
         "stale_pairs": stale_count > 0,
         "missing_pairs": missing_count > 0,
         "open_failures": open_failures_count > 0,
+        "late_pairs": late_count > 0,
     }
     return [code for code in DEGRADATION_REASONS if held[code]]
 
@@ -135,14 +141,17 @@ def health_status(
     stale_count: int,
     missing_count: int,
     open_failures_count: int,
+    late_pairs: Sequence[str] = (),
 ) -> tuple[str, list[str]]:
     """The scheduler health (``healthy`` or ``degraded``) and the reasons for a degradation, in
-    words: one per code of :func:`degradation_reasons`, in that order."""
+    words: one per code of :func:`degradation_reasons`, in that order. ``late_pairs`` names the
+    pairs late beyond tolerance, most lagging first; the reason names the first five."""
     codes = degradation_reasons(
         last_execution_status=last_execution_status,
         stale_count=stale_count,
         missing_count=missing_count,
         open_failures_count=open_failures_count,
+        late_count=len(late_pairs),
     )
     noun = "failure" if open_failures_count == 1 else "failures"
     words = {
@@ -151,8 +160,16 @@ def health_status(
         "stale_pairs": f"{stale_count} {_pairs(stale_count)} stale (not computed for >= 24 h)",
         "missing_pairs": f"{missing_count} {_pairs(missing_count)} missing (never computed)",
         "open_failures": f"{open_failures_count} unresolved feature computation {noun}",
+        "late_pairs": _late_reason(late_pairs),
     }
     return ("degraded" if codes else "healthy"), [words[code] for code in codes]
+
+
+def _late_reason(late_pairs: Sequence[str]) -> str:
+    count = len(late_pairs)
+    named = ", ".join(late_pairs[:5]) + (f" and {count - 5} more" if count > 5 else "")
+    verb = "is" if count == 1 else "are"
+    return f"{count} {'pair' if count == 1 else 'pairs'} {verb} late beyond tolerance: {named}"
 
 
 def _pairs(count: int) -> str:

@@ -14,6 +14,7 @@ MARKET_DATA_ASSETS: Final = frozenset({OHLCV_BARS, QUANT_FEATURES})
 MARKET_DATA_OP: Final = "market_data"
 MARKET_DATA_GROUP: Final = "market_data"
 BAR_VALIDITY_CHECK: Final = "bar_validity_check"
+BARS_CURRENT_CHECK: Final = "bars_current_check"
 
 MARKET_DATA_JOB: Final = "market_data_job"
 REPORT_JOB: Final = "scheduler_health_report_job"

@@ -34,6 +34,7 @@ MAX_LIMIT = 1000
 HealthStatus = Literal["healthy", "degraded"]
 FreshnessStatus = Literal["fresh", "aging", "stale", "missing"]
 ExecutionStatus = Literal["running", "completed", "failed"]
+DataStatus = Literal["current", "late", "missing"]
 
 TIMESTAMP_SCHEMA: dict[str, Any] = {
     "type": "string",
@@ -72,14 +73,26 @@ StalenessSeconds = Annotated[
     ),
 ]
 
+LagSeconds = Annotated[
+    NonNegativeFloat,
+    PlainSerializer(_whole_seconds, return_type=int, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 0,
+            "description": "whole seconds the oldest missing due bar has been due (floored)",
+        }
+    ),
+]
+
 ExecutionId = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 
 
-class _Contract(BaseModel):
+class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FreshnessSummary(_Contract):
+class FreshnessSummary(Contract):
     """Counts of monitored (symbol, timeframe) pairs per freshness status."""
 
     fresh_count: NonNegativeInt
@@ -89,7 +102,7 @@ class FreshnessSummary(_Contract):
     total_monitored: NonNegativeInt
 
 
-class LastExecution(_Contract):
+class LastExecution(Contract):
     """The execution that started most recently."""
 
     execution_id: ExecutionId
@@ -102,7 +115,7 @@ class LastExecution(_Contract):
     error_message: str | None
 
 
-class RecentFailure(_Contract):
+class RecentFailure(Contract):
     """An unresolved feature computation failure."""
 
     symbol: str
@@ -113,7 +126,7 @@ class RecentFailure(_Contract):
     execution_id: str | None
 
 
-class Alert(_Contract):
+class Alert(Contract):
     """A pair that failed at least the alert threshold of times in a row."""
 
     symbol: str
@@ -123,9 +136,33 @@ class Alert(_Contract):
     failed_at: UtcTimestamp
 
 
-class SchedulerHealth(_Contract):
+class DataStatusSummary(Contract):
+    """Counts of monitored pairs per data status (data time: is the newest due bar stored?).
+    ``unknown``: no calendar known for the pair, or an instant outside its calendar."""
+
+    current_count: NonNegativeInt
+    late_count: NonNegativeInt
+    missing_count: NonNegativeInt
+    unknown_count: NonNegativeInt
+    late_beyond_tolerance_count: NonNegativeInt
+
+
+class LatePair(Contract):
+    """A pair whose data lag exceeds its timeframe's tolerance."""
+
+    symbol: str
+    timeframe: str
+    last_bar_at: UtcTimestamp
+    expected_last_bar_at: UtcTimestamp
+    bars_behind: NonNegativeInt
+    data_lag_seconds: LagSeconds
+    tolerance_seconds: NonNegativeInt
+
+
+class SchedulerHealth(Contract):
     """The spec's health body; reasons, missing_features_count, open_failures_count,
-    freshness_summary and alerts are additions."""
+    freshness_summary, alerts, data_summary and late_pairs are additions (the data-time ones
+    null or empty when the store knows no calendars)."""
 
     status: HealthStatus
     timestamp: UtcTimestamp
@@ -140,10 +177,13 @@ class SchedulerHealth(_Contract):
     open_failures_count: NonNegativeInt
     freshness_summary: FreshnessSummary
     alerts: list[Alert]
+    data_summary: DataStatusSummary | None = None
+    late_pairs: Annotated[list[LatePair], Field(max_length=MAX_LIMIT)] = []
 
 
-class FreshnessItem(_Contract):
-    """One monitored pair and how fresh its features are."""
+class FreshnessItem(Contract):
+    """One monitored pair: how fresh its features are (the spec's run-time fields), and how far
+    its stored bars are behind the bars due (data time; null when no calendar is known)."""
 
     symbol: str
     timeframe: str
@@ -151,12 +191,17 @@ class FreshnessItem(_Contract):
     staleness_seconds: StalenessSeconds | None
     status: FreshnessStatus
     data_point_count: NonNegativeInt
+    last_bar_at: UtcTimestamp | None = None
+    expected_last_bar_at: UtcTimestamp | None = None
+    bars_behind: NonNegativeInt | None = None
+    data_lag_seconds: LagSeconds | None = None
+    data_status: DataStatus | None = None
 
 
 _Listed = Annotated[list[FreshnessItem], Field(max_length=MAX_LIMIT)]
 
 
-class PairsByStatus(_Contract):
+class PairsByStatus(Contract):
     """Pairs per status, most stale first, at most `limit` per list."""
 
     fresh: _Listed
@@ -165,15 +210,16 @@ class PairsByStatus(_Contract):
     missing: _Listed
 
 
-class StalenessReport(_Contract):
+class StalenessReport(Contract):
     """The spec's feature freshness report: summary and pairs by status."""
 
     timestamp: UtcTimestamp
     summary: FreshnessSummary
     by_status: PairsByStatus
+    data_summary: DataStatusSummary | None = None
 
 
-class Execution(_Contract):
+class Execution(Contract):
     """One scheduler execution (a Dagster run of the market-data assets)."""
 
     execution_id: ExecutionId
@@ -192,14 +238,14 @@ class Execution(_Contract):
     ]
 
 
-class ExecutionHistory(_Contract):
+class ExecutionHistory(Contract):
     """Recent scheduler executions, newest first."""
 
     timestamp: UtcTimestamp
     executions: Annotated[list[Execution], Field(max_length=MAX_LIMIT)]
 
 
-class SchedulerReport(_Contract):
+class SchedulerReport(Contract):
     """Health, staleness and history read at the same moment: the CLI and Dagster report."""
 
     health: SchedulerHealth

@@ -37,3 +37,19 @@ def parse_utc(text: object) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_instant(text: str, *, what: str) -> datetime:
+    """An ISO 8601 instant given by a user, with its zone, as aware UTC; ``ValueError`` naming
+    ``what`` for text that is not one or that has no zone (a local time would be a guess)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{what}: {text!r} is not an ISO 8601 instant such as 2026-11-27T18:30:00Z"
+        ) from None
+    if parsed.tzinfo is None or parsed.tzinfo.utcoffset(parsed) is None:
+        raise ValueError(
+            f"{what}: {text!r} has no timezone; add one such as Z or +00:00 (times are UTC)"
+        )
+    return parsed.astimezone(UTC)

@@ -7,6 +7,7 @@ The universe is configuration, not code. ``MARKET_PIPELINE_UNIVERSE`` names a YA
     description: free text (optional)
     provider: {kind: synthetic}            # or {kind: csv, path: /data/bars}
     calendars: {equity: XNYS, crypto: "24/7", fx: FX}   # optional; these are the defaults
+    data_lag_tolerance_seconds: {1h: 7200}   # optional; see domain.lag_rules for defaults
     symbols:
       - {symbol: AAPL, asset_class: equity}
       - {symbol: VOD, asset_class: equity, calendar: XLON}   # a per-symbol override
@@ -39,6 +40,7 @@ from market_pipeline.domain.calendars import (
     UnknownCalendarError,
     check_calendar_name,
 )
+from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule, parse_tolerances
 from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
 
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
@@ -49,7 +51,14 @@ separates the dimensions; ``,`` separates keys in lists and ``...`` the ends of 
 file names (``AAPL_1h.csv``), so anything else is refused rather than escaped.
 """
 
-_TOP_LEVEL_KEYS = ("description", "provider", "calendars", "symbols", "timeframes")
+_TOP_LEVEL_KEYS = (
+    "description",
+    "provider",
+    "calendars",
+    "symbols",
+    "timeframes",
+    "data_lag_tolerance_seconds",
+)
 _REQUIRED_TOP_LEVEL_KEYS = ("provider", "symbols", "timeframes")
 _SYMBOL_KEYS = ("symbol", "asset_class", "calendar")
 _REQUIRED_SYMBOL_KEYS = ("symbol", "asset_class")
@@ -93,6 +102,7 @@ class Universe:
     description: str = ""
     calendars: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CALENDARS))
     grace_seconds: int = 0
+    data_lag_tolerances: Mapping[str, int] = field(default_factory=dict)
     _by_symbol: dict[str, SymbolSpec] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -125,6 +135,19 @@ class Universe:
         except KeyError:
             raise UniverseError(f"symbol {symbol!r} is not in the universe {self.source}") from None
 
+    def data_lag_rules(self) -> DataLagRules:
+        """Each pair's calendar and the provider's grace, with the tolerances of the file."""
+        schedules = {
+            (spec.symbol, tf): PairSchedule(
+                spec.calendar or self.calendars[spec.asset_class],
+                self.grace_seconds,
+                spec.asset_class,
+            )
+            for spec in self.symbols
+            for tf in self.timeframes
+        }
+        return DataLagRules(schedules, tolerances=self.data_lag_tolerances)
+
     @property
     def pairs(self) -> list[tuple[str, str]]:
         """Every (symbol, timeframe) pair: symbols in file order, each with every timeframe."""
@@ -156,6 +179,10 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
     symbols = _parse_symbols(data["symbols"], source)
     timeframes = _parse_timeframes(data["timeframes"], source)
     calendars = _parse_calendars(data.get("calendars"), source)
+    try:
+        tolerances = parse_tolerances(data.get("data_lag_tolerance_seconds"), timeframes)
+    except ValueError as exc:
+        raise UniverseError(f"{source}: data_lag_tolerance_seconds: {exc}") from None
     provider, grace_seconds = _parse_provider(
         data["provider"], source, check_provider, {s.symbol for s in symbols}
     )
@@ -167,6 +194,7 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
         description=description.strip(),
         calendars=calendars,
         grace_seconds=grace_seconds,
+        data_lag_tolerances=tolerances,
     )
 
 

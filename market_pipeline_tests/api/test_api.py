@@ -48,6 +48,8 @@ HEALTH_ADDITIONS = {
     "open_failures_count",
     "freshness_summary",
     "alerts",
+    "data_summary",
+    "late_pairs",
 }
 SPEC_LAST_EXECUTION_FIELDS = {
     "execution_id",
@@ -72,6 +74,13 @@ SPEC_FRESHNESS_ITEM_FIELDS = {
     "staleness_seconds",
     "status",
     "data_point_count",
+}
+DATA_TIME_ITEM_FIELDS = {
+    "last_bar_at",
+    "expected_last_bar_at",
+    "bars_behind",
+    "data_lag_seconds",
+    "data_status",
 }
 SPEC_EXECUTION_FIELDS = {
     "execution_id",
@@ -148,7 +157,7 @@ def test_staleness_report_has_summary_and_all_four_status_lists(api):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"timestamp", "summary", "by_status"}
+    assert set(body) == {"timestamp", "summary", "by_status", "data_summary"}
     assert _is_z_timestamp(body["timestamp"])
     assert body["summary"] == {
         "fresh_count": 1,
@@ -160,7 +169,7 @@ def test_staleness_report_has_summary_and_all_four_status_lists(api):
     assert list(body["by_status"]) == ["fresh", "aging", "stale", "missing"]
     for status, items in body["by_status"].items():
         for item in items:
-            assert set(item) == SPEC_FRESHNESS_ITEM_FIELDS
+            assert set(item) == SPEC_FRESHNESS_ITEM_FIELDS | DATA_TIME_ITEM_FIELDS
             assert item["status"] == status
             assert _is_count(item["data_point_count"])
     [fresh] = body["by_status"]["fresh"]

@@ -40,6 +40,12 @@ def test_json_has_whole_second_z_timestamps_and_floored_staleness():
         "staleness_seconds": 1200,
         "status": "fresh",
         "data_point_count": 250,
+        # data-time additions, null when the store knows no calendars
+        "last_bar_at": None,
+        "expected_last_bar_at": None,
+        "bars_behind": None,
+        "data_lag_seconds": None,
+        "data_status": None,
     }
 
 
@@ -101,5 +107,7 @@ def test_the_health_json_keeps_the_spec_field_order():
         "open_failures_count",
         "freshness_summary",
         "alerts",
+        "data_summary",
+        "late_pairs",
     ]
     assert '"timestamp": "2024-11-13T19:30:00Z"' in text

@@ -246,7 +246,7 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
     with dg.instance_for_test() as instance:
         first = run_backfill(settings, symbols=["AAPL"], instance=instance)
         summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
-        mark = store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+        mark = store.mirror.watermark(DEFAULT_WATERMARK_NAME)
         assert summary.mirrored == 1 and mark is not None
 
         second = run_backfill(settings, symbols=["BTC-USD"], instance=instance)
@@ -264,14 +264,14 @@ def test_reconcile_resumes_from_its_watermark_and_retries_what_failed(
         assert (summary.mirrored, summary.errors, summary.already_mirrored) == (1, 1, 1)
         # The watermark stays before the run that failed to mirror...
         assert (
-            store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+            store.mirror.watermark(DEFAULT_WATERMARK_NAME)
             < instance.get_run_record_by_id(second.run_ids[0]).update_timestamp
         )
         monkeypatch.undo()
         summary = reconcile_instance(instance, store, asset_classes=asset_classes_of(settings))
         assert summary.mirrored == 1 and summary.errors == 0
         assert (
-            store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+            store.mirror.watermark(DEFAULT_WATERMARK_NAME)
             >= instance.get_run_record_by_id(third.run_ids[0]).update_timestamp
         )
     executions = {r["execution_id"]: r for r in _rows(engine, "scheduler_execution_log")}

@@ -1048,6 +1048,12 @@ ITEM_KEYS = {
     "staleness_seconds",
     "status",
     "data_point_count",
+    # data-time additions
+    "last_bar_at",
+    "expected_last_bar_at",
+    "bars_behind",
+    "data_lag_seconds",
+    "data_status",
 }
 
 
@@ -1066,10 +1072,21 @@ def seed_freshness(store, ages_by_pair):
     )
 
 
+DATA_TIME_FIELDS = (
+    "last_bar_at",
+    "expected_last_bar_at",
+    "bars_behind",
+    "data_lag_seconds",
+    "data_status",
+)
+
+
 def test_staleness_report_has_the_spec_shape(store):
     seed_freshness(store, {("AAPL", "1d"): 1200, ("MSFT", "1d"): 7200, ("XYZ", "1h"): 90000})
     report = store.get_feature_staleness_report().model_dump()
-    assert set(report) == {"timestamp", "summary", "by_status"}
+    # The spec's keys, then the data-time addition (null: this store knows no calendars).
+    assert list(report) == ["timestamp", "summary", "by_status", "data_summary"]
+    assert report["data_summary"] is None
     assert report["timestamp"] == T0
     assert report["summary"] == {
         "fresh_count": 1,
@@ -1087,6 +1104,7 @@ def test_staleness_report_has_the_spec_shape(store):
         "staleness_seconds": 1200.0,
         "status": "fresh",
         "data_point_count": 250,
+        **dict.fromkeys(DATA_TIME_FIELDS),
     }
     assert report["by_status"]["missing"] == []
     json.dumps(store.get_feature_staleness_report().model_dump(mode="json"))

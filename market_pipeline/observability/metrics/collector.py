@@ -68,7 +68,7 @@ class PipelineCollector(Collector):
     def _read_store(self, now: datetime) -> tuple[MetricsReading | None, datetime | None]:
         try:
             reading = self.store.metrics_reading(now=now)
-            return reading, self.store.mirror_watermark(DEFAULT_WATERMARK_NAME)
+            return reading, self.store.mirror.watermark(DEFAULT_WATERMARK_NAME)
         except _DATABASE_ERRORS as exc:
             logger.warning("metrics: cannot read the observability tables: %s", exc)
             return None, None
@@ -79,7 +79,7 @@ class PipelineCollector(Collector):
         if newest is None:
             return None
         try:
-            if self.store.finished_executions([newest.run_id]):
+            if self.store.mirror.finished_executions([newest.run_id]):
                 return 0.0
         except _DATABASE_ERRORS:
             return None

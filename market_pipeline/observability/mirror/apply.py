@@ -74,7 +74,7 @@ def apply_projection(
             duration_seconds=projection.duration_seconds,
         )
     if newly_failed:
-        result.alerts = store.alerts_for([(p.symbol, p.timeframe) for p in newly_failed])
+        result.alerts = store.mirror.alerts_for([(p.symbol, p.timeframe) for p in newly_failed])
         _log_alerts(result.alerts, store.failure_alert_threshold, logger)
     return result
 
@@ -85,7 +85,7 @@ def _log_failures(
     """Log each failed pair's failure once per run (a cancellation is no computation failure)."""
     if not (projection.finished and projection.log_failures):
         return []
-    already = store.failed_pairs_of(run_id)
+    already = store.mirror.failed_pairs_of(run_id)
     logged = []
     for pair in projection.pairs:
         if pair.status != "failed" or (pair.symbol, pair.timeframe) in already:

@@ -72,7 +72,7 @@ class _Pass:
     def page(self, records: list[Any]) -> int:
         """Mirror a page of run records; return how many were mirrored."""
         ids = [r.dagster_run.run_id for r in records]
-        finished = set() if self.full else self.store.finished_executions(ids)
+        finished = set() if self.full else self.store.mirror.finished_executions(ids)
         mirrored = 0
         for record in records:
             self.seen.add(record.dagster_run.run_id)
@@ -143,7 +143,7 @@ def reconcile_instance(
     moves backwards. Each pass looks ``overlap`` before the watermark again.
     """
     started = clock()
-    stored = store.mirror_watermark(name)
+    stored = store.mirror.watermark(name)
     start = since if since is not None else stored
     after = None if start is None else start - overlap
     walk = _Pass(instance, store, asset_classes, partitions_def, full, logger or log, stored)
@@ -164,7 +164,7 @@ def reconcile_instance(
         if walk.summary.database_unavailable:
             break
         if walk.watermark is not None:
-            store.advance_mirror_watermark(name, walk.watermark, mirrored)
+            store.mirror.advance_watermark(name, walk.watermark, mirrored)
         after = records[-1].update_timestamp - timedelta(microseconds=1)
     walk.summary.watermark = walk.watermark
     walk.summary.seconds = clock() - started

@@ -1,10 +1,8 @@
 """The scheduler observability store: the spec's eight methods over the four monitoring tables.
 
-:class:`ObservabilityStore` is a small facade; each table has its module (``executions``,
-``failures``, ``symbol_status``, ``freshness``), the reads theirs (``queries``), the dashboard's
-reads theirs (``dashboard_queries``, :meth:`ObservabilityStore.dashboard`), and the run mirror's
-read-backs theirs (``mirror_state``). ``statements`` runs every statement: built once, and on
-PostgreSQL sent as one round trip on direct driver connections.
+:class:`ObservabilityStore` is a small facade over one module per table or read (``executions``,
+``failures``, ``symbol_status``, ``freshness``, ``coverage``; ``queries``, ``history``,
+``data_lag_reads``, ``dashboard_queries``, ``mirror_state``); ``statements`` runs them all.
 
 Conventions shared by every method:
 
@@ -35,9 +33,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from market_pipeline.domain.lag_rules import DataLagRules
 from market_pipeline.domain.reports import (
     MAX_LIMIT,
-    Alert,
     ExecutionHistory,
     SchedulerHealth,
     StalenessReport,
@@ -46,8 +44,8 @@ from market_pipeline.observability.store import (
     executions,
     failures,
     freshness,
+    history,
     metrics_reads,
-    mirror_state,
     queries,
     symbol_status,
 )
@@ -59,7 +57,9 @@ from market_pipeline.observability.store.checks import (
 )
 from market_pipeline.observability.store.context import Pair, StoreContext
 from market_pipeline.observability.store.dashboard_queries import DashboardReads
+from market_pipeline.observability.store.data_time import DataTime
 from market_pipeline.observability.store.metrics_reads import MetricsReading
+from market_pipeline.observability.store.mirror_state import MirrorState
 
 __all__ = [
     "MAX_ERROR_LENGTH",
@@ -85,6 +85,9 @@ class ObservabilityStore:
         failure_alert_threshold: consecutive failures of one pair (``retry_count + 1``) that put
             it in the health report's ``alerts``.
         clock: returns the current time (aware); injected by tests.
+        data_lag_rules: each pair's calendar, grace and tolerance (usually
+            ``universe.data_lag_rules()``). With them the reads add data time (each pair's
+            stored newest bar against the bar due); without, those fields stay null.
     """
 
     def __init__(
@@ -94,12 +97,14 @@ class ObservabilityStore:
         monitored_pairs: Sequence[Pair] | None = None,
         failure_alert_threshold: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        data_lag_rules: DataLagRules | None = None,
     ) -> None:
         self._ctx = StoreContext.build(
             engine,
             monitored_pairs=monitored_pairs,
             failure_alert_threshold=failure_alert_threshold,
             clock=clock,
+            lag_rules=data_lag_rules,
         )
 
     @property
@@ -113,6 +118,10 @@ class ObservabilityStore:
     @property
     def failure_alert_threshold(self) -> int:
         return self._ctx.failure_alert_threshold
+
+    @property
+    def data_lag_rules(self) -> DataLagRules | None:
+        return self._ctx.lag_rules
 
     # -- scheduler_execution_log ---------------------------------------------------------------
 
@@ -358,7 +367,13 @@ class ObservabilityStore:
         ``success_rate`` is ``round(100 * successful_symbols / total_symbols, 1)``, and ``None``
         when ``total_symbols`` is 0 (no rate exists; 0.0 would read as "everything failed").
         """
-        return queries.execution_history(self._ctx, limit=limit)
+        return history.execution_history(self._ctx, limit=limit)
+
+    @property
+    def data_time(self) -> DataTime:
+        """Data time over the monitored pairs: each pair's data lag, and the coverage SLI's
+        samples and report (see :class:`~.data_time.DataTime`)."""
+        return DataTime(self._ctx)
 
     def metrics_reading(self, *, now: datetime | None = None) -> MetricsReading:
         """Every monitored pair's status and open failure, and the execution totals (/metrics)."""
@@ -374,24 +389,7 @@ class ObservabilityStore:
         failure, the open failures, one pair's detail (see :class:`DashboardReads`)."""
         return DashboardReads(self._ctx, asset_classes=asset_classes, dagster_ui_url=dagster_ui_url)
 
-    # -- what the run mirror reads back ---------------------------------------------------------
-
-    def failed_pairs_of(self, execution_id: str | uuid.UUID) -> set[Pair]:
-        """Pairs whose failure in ``execution_id`` is already logged."""
-        return mirror_state.failed_pairs_of(self._ctx, execution_id)
-
-    def alerts_for(self, pairs: Iterable[Pair]) -> list[Alert]:
-        """Open failures among ``pairs`` that reached the alert threshold."""
-        return mirror_state.alerts_for(self._ctx, pairs)
-
-    def finished_executions(self, execution_ids: Iterable[str]) -> set[str]:
-        """Those of ``execution_ids`` whose execution row is completed or failed."""
-        return mirror_state.finished_executions(self._ctx, execution_ids)
-
-    def mirror_watermark(self, name: str) -> datetime | None:
-        """The run update time up to which mirror ``name`` projected every run."""
-        return mirror_state.watermark(self._ctx, name)
-
-    def advance_mirror_watermark(self, name: str, value: datetime, mirrored: int) -> None:
-        """Move mirror ``name``'s watermark forward to ``value``."""
-        mirror_state.advance_watermark(self._ctx, name, value, mirrored)
+    @property
+    def mirror(self) -> MirrorState:
+        """What the run mirror reads back, and its watermark."""
+        return MirrorState(self._ctx)

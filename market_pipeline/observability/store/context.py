@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
+from market_pipeline.domain.lag_rules import DataLagRules
 from market_pipeline.domain.timestamps import ensure_utc
 from market_pipeline.observability.store.checks import check_key
 from market_pipeline.observability.store.statements import Statements
@@ -25,6 +26,7 @@ class StoreContext:
     failure_alert_threshold: int
     monitored: tuple[Pair, ...] | None
     monitored_json: str = field(repr=False)
+    lag_rules: DataLagRules | None = None
 
     @classmethod
     def build(
@@ -34,6 +36,7 @@ class StoreContext:
         monitored_pairs: Sequence[Pair] | None,
         failure_alert_threshold: int,
         clock: Callable[[], datetime],
+        lag_rules: DataLagRules | None = None,
     ) -> StoreContext:
         threshold = failure_alert_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
@@ -53,6 +56,7 @@ class StoreContext:
             monitored=monitored,
             # The monitored pairs as the one bound parameter of the freshness reads, built once.
             monitored_json=json.dumps([list(pair) for pair in monitored or ()]),
+            lag_rules=lag_rules,
         )
 
     @property

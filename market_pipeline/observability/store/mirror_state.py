@@ -114,3 +114,30 @@ def advance_watermark(ctx: StoreContext, name: str, value: datetime, mirrored: i
     )
     with ctx.sql.write() as conn:
         conn.execute(stmt)
+
+
+class MirrorState:
+    """The run mirror's read-backs over one store (``store.mirror``)."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self._ctx = ctx
+
+    def failed_pairs_of(self, execution_id: str | uuid.UUID) -> set[Pair]:
+        """Pairs whose failure in ``execution_id`` is already logged."""
+        return failed_pairs_of(self._ctx, execution_id)
+
+    def alerts_for(self, pairs: Iterable[Pair]) -> list[Alert]:
+        """Open failures among ``pairs`` that reached the alert threshold."""
+        return alerts_for(self._ctx, pairs)
+
+    def finished_executions(self, execution_ids: Iterable[str]) -> set[str]:
+        """Those of ``execution_ids`` whose execution row is completed or failed."""
+        return finished_executions(self._ctx, execution_ids)
+
+    def watermark(self, name: str) -> datetime | None:
+        """The run update time up to which mirror ``name`` projected every run."""
+        return watermark(self._ctx, name)
+
+    def advance_watermark(self, name: str, value: datetime, mirrored: int) -> None:
+        """Move mirror ``name``'s watermark forward to ``value``."""
+        advance_watermark(self._ctx, name, value, mirrored)

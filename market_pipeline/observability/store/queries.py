@@ -1,4 +1,5 @@
-"""The reads behind the three endpoints: staleness report, scheduler health, execution history.
+"""The reads behind two endpoints: the staleness report and scheduler health (the execution
+history's is :mod:`.history`).
 
 Statuses are computed at read time in SQL (:func:`..freshness.status_sql`), never taken from the
 cached column, and each read is one or two statements built once.
@@ -12,10 +13,12 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from market_pipeline.database.tables import feature_computation_failures as failures_t
+from market_pipeline.database.tables import feature_freshness as freshness_t
 from market_pipeline.database.tables import scheduler_execution_log as executions_t
 from market_pipeline.database.types import UTCDateTime
 from market_pipeline.domain.freshness import FRESHNESS_STATUSES, health_status
-from market_pipeline.domain.reports import ExecutionHistory, SchedulerHealth, StalenessReport
+from market_pipeline.domain.reports import SchedulerHealth, StalenessReport
+from market_pipeline.observability.store import data_lag_reads
 from market_pipeline.observability.store.checks import ZERO, check_limit, id_str
 from market_pipeline.observability.store.context import StoreContext
 from market_pipeline.observability.store.freshness import monitored_source, read_params
@@ -50,19 +53,6 @@ class _FailureRow(NamedTuple):
     execution_id: Any
 
 
-class _HistoryRow(NamedTuple):
-    execution_id: Any
-    started_at: datetime
-    completed_at: datetime | None
-    duration_seconds: float | None
-    total_symbols: int
-    successful_symbols: int
-    failed_symbols: int
-    total_records_processed: int
-    status: str
-    error_message: str | None
-
-
 def _read_key(ctx: StoreContext, name: str) -> str:
     """Cache key of a read statement: its shape depends on whether pairs are monitored."""
     return f"{name}:{'monitored' if ctx.monitored is not None else 'table'}"
@@ -88,10 +78,12 @@ def staleness_report(ctx: StoreContext, *, limit: int = 50) -> StalenessReport:
         fetch="all",
         write=False,
     )
+    lags = data_lag_reads.read_lags(ctx, now)
     by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
     counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
-    for symbol, timeframe, last, count, status, status_count in rows:
+    for symbol, timeframe, last, count, status, status_count, last_bar in rows:
         counts[status] = status_count
+        lag = None if lags is None else lags.get((symbol, timeframe))
         by_status[status].append(
             {
                 "symbol": symbol,
@@ -103,12 +95,18 @@ def staleness_report(ctx: StoreContext, *, limit: int = 50) -> StalenessReport:
                 else max(now - last, ZERO).total_seconds(),
                 "status": status,
                 "data_point_count": count,
+                **data_lag_reads.item_fields(lag, last_bar),
             }
         )
     summary = {f"{status}_count": counts[status] for status in FRESHNESS_STATUSES}
     summary["total_monitored"] = sum(counts.values())
     return StalenessReport.model_validate(
-        {"timestamp": now, "summary": summary, "by_status": by_status}
+        {
+            "timestamp": now,
+            "summary": summary,
+            "by_status": by_status,
+            "data_summary": None if lags is None else data_lag_reads.summary(ctx, lags),
+        }
     )
 
 
@@ -135,6 +133,7 @@ def _staleness_stmt(ctx: StoreContext) -> Any:
             status.label("status"),
             sa.func.row_number().over(partition_by=status, order_by=order).label("rank"),
             sa.func.count().over(partition_by=status).label("status_count"),
+            freshness_t.c.last_bar_at.label("last_bar_at"),
         )
         .select_from(source)
         .subquery("ranked")
@@ -142,7 +141,13 @@ def _staleness_stmt(ctx: StoreContext) -> Any:
     r = ranked.c
     return (
         sa.select(
-            r.symbol, r.timeframe, r.last_computed_at, r.data_point_count, r.status, r.status_count
+            r.symbol,
+            r.timeframe,
+            r.last_computed_at,
+            r.data_point_count,
+            r.status,
+            r.status_count,
+            r.last_bar_at,
         )
         .where(r.rank <= sa.bindparam("per_status_limit", type_=sa.Integer))
         .order_by(r.status, r.rank)
@@ -178,11 +183,24 @@ def scheduler_health(ctx: StoreContext, *, recent_failures_limit: int = 10) -> S
             write=False,
         )
     ]
-    return _health(now, summary, failures)
+    lags = data_lag_reads.read_lags(ctx, now)
+    data_time: dict[str, Any] = {}
+    late: list[dict[str, Any]] = []
+    if lags is not None:
+        late = data_lag_reads.late_beyond_tolerance(ctx, lags)
+        data_time = {
+            "data_summary": data_lag_reads.summary(ctx, lags),
+            "late_pairs": late[:recent_failures_limit],
+        }
+    return _health(now, summary, failures, late, data_time)
 
 
 def _health(
-    now: datetime, summary: _HealthSummaryRow, failures: list[_FailureRow]
+    now: datetime,
+    summary: _HealthSummaryRow,
+    failures: list[_FailureRow],
+    late: list[dict[str, Any]],
+    data_time: dict[str, Any],
 ) -> SchedulerHealth:
     counts = {status: int(getattr(summary, f"{status}_count")) for status in FRESHNESS_STATUSES}
     has_last = summary.execution_id is not None
@@ -191,6 +209,7 @@ def _health(
         stale_count=counts["stale"],
         missing_count=counts["missing"],
         open_failures_count=int(summary.open_failures),
+        late_pairs=[f"{r['symbol']} {r['timeframe']}" for r in late],
     )
     recent = sorted(
         (r for r in failures if r.kind == "recent"), key=lambda r: (r.failed_at, r.id), reverse=True
@@ -235,6 +254,7 @@ def _health(
                 }
                 for r in alerting
             ],
+            **data_time,
         }
     )
 
@@ -327,46 +347,3 @@ def _health_failures_stmt() -> Any:
         open_failure, f.c.retry_count + 1 >= sa.bindparam("alert_threshold", type_=sa.Integer)
     )
     return sa.union_all(sa.select(recent_q), alert_q)
-
-
-# -- execution history ---------------------------------------------------------------------------
-
-
-def execution_history(ctx: StoreContext, *, limit: int = 20) -> ExecutionHistory:
-    """See :meth:`ObservabilityStore.get_execution_history`."""
-    check_limit(limit)
-    now = ctx.now()
-    rows = [
-        _HistoryRow(*row)
-        for row in ctx.sql.run(
-            "execution_history",
-            _history_stmt,
-            {"history_limit": limit},
-            fetch="all",
-            write=False,
-        )
-    ]
-    return ExecutionHistory.model_validate(
-        {
-            "timestamp": now,
-            "executions": [
-                {
-                    **{name: getattr(r, name) for name in _HistoryRow._fields},
-                    "execution_id": id_str(r.execution_id),
-                    "success_rate": None
-                    if r.total_symbols == 0
-                    else round(100 * r.successful_symbols / r.total_symbols, 1),
-                }
-                for r in rows
-            ],
-        }
-    )
-
-
-def _history_stmt() -> Any:
-    e = executions_t
-    return (
-        sa.select(*(e.c[name] for name in _HistoryRow._fields))
-        .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
-        .limit(sa.bindparam("history_limit", type_=sa.Integer))
-    )

@@ -1,0 +1,98 @@
+"""The coverage SLI and its error budget: is the newest due bar of each monitored pair stored?
+
+Each freshness refresh takes a *sample*: per (timeframe, asset class), the monitored pairs and
+how many of them are ``current`` (:mod:`market_pipeline.domain.data_lag`). Over a window, the
+SLI is the sum of current over the sum of monitored of the samples in it, so every sample
+weighs as many pairs as it counted. Against an objective (say 0.99):
+
+- the *burn rate* of a window is its bad share over the allowed bad share,
+  ``(1 - sli) / (1 - objective)``: 1 spends the budget exactly over the SLO period, above 1
+  faster;
+- the *error budget remaining* over the SLO period (30 days) is ``1 - burn rate`` of that
+  window: 1 untouched, 0 spent, negative overspent.
+
+Pairs whose data status is unknown (no calendar, outside its bounds) are left out of a sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Annotated
+
+from pydantic import Field, NonNegativeInt
+
+from market_pipeline.domain.data_lag import DataLag
+from market_pipeline.domain.reports import Contract, UtcTimestamp
+
+SLO_PERIOD = "30d"
+WINDOWS = {"1h": 3600, "24h": 86_400, "30d": 30 * 86_400}
+"""The windows the SLI is given over, by name, in seconds."""
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class CoverageGroup(Contract):
+    """One (timeframe, asset class) of the newest sample."""
+
+    timeframe: str
+    asset_class: str
+    monitored_count: NonNegativeInt
+    current_count: NonNegativeInt
+    share: Share | None
+
+
+class CoverageWindow(Contract):
+    """The SLI over one window ending now; null figures when no sample lies in it."""
+
+    window: str
+    window_seconds: NonNegativeInt
+    samples: NonNegativeInt
+    sli: Share | None
+    burn_rate: Annotated[float, Field(ge=0.0)] | None
+
+
+class CoverageReport(Contract):
+    """The coverage SLI over 1 h, 24 h and 30 d, the error budget and the newest sample."""
+
+    timestamp: UtcTimestamp
+    objective: Annotated[float, Field(gt=0.0, lt=1.0)]
+    windows: list[CoverageWindow]
+    error_budget_remaining: float | None
+    latest_sampled_at: UtcTimestamp | None
+    latest: list[CoverageGroup]
+
+
+def sample_counts(
+    lags: Mapping[tuple[str, str], DataLag | None], asset_class_of: Mapping[str, str]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(timeframe, asset_class) -> (monitored, current)`` of one sample."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for (symbol, timeframe), lag in lags.items():
+        if lag is None:
+            continue
+        group = counts.setdefault((timeframe, asset_class_of.get(symbol, "unknown")), [0, 0])
+        group[0] += 1
+        group[1] += lag.data_status == "current"
+    return {key: (monitored, current) for key, (monitored, current) in counts.items()}
+
+
+def window(
+    name: str, samples: int, monitored: int, current: int, objective: float
+) -> CoverageWindow:
+    """The window ``name`` from the sums of its samples."""
+    sli = None if monitored == 0 else current / monitored
+    return CoverageWindow(
+        window=name,
+        window_seconds=WINDOWS[name],
+        samples=samples,
+        sli=sli,
+        burn_rate=None if sli is None else (1.0 - sli) / (1.0 - objective),
+    )
+
+
+def error_budget_remaining(windows: Iterable[CoverageWindow]) -> float | None:
+    """``1 - burn rate`` of the SLO period's window (None without samples)."""
+    for w in windows:
+        if w.window == SLO_PERIOD:
+            return None if w.burn_rate is None else 1.0 - w.burn_rate
+    return None

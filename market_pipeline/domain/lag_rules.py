@@ -1,0 +1,179 @@
+"""Data lag of many pairs at once: each pair's calendar and grace, each timeframe's tolerance.
+
+:class:`DataLagRules` evaluates :func:`~market_pipeline.domain.data_lag.data_lag` for a whole
+universe. Pairs share few (calendar, timeframe, grace) schedules and, when current, one newest
+due bar, so the due bar is found once per schedule and the count of missing bars once per
+distinct stored bar: the cost grows with the pairs only by a comparison each.
+
+A pair is *late beyond tolerance*, which degrades health, when it is ``late`` and its
+``data_lag_seconds`` exceeds its timeframe's tolerance (:func:`default_tolerance_seconds` unless
+the universe sets ``data_lag_tolerance_seconds``). An instant outside a pair's exchange calendar
+(before 1990, after 2035) gives that pair no data-lag figures (``None``) instead of an error:
+a report or a sensor must answer for the other pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from market_pipeline.domain.bar_schedule import due_bar_open
+from market_pipeline.domain.calendars import CalendarOutOfBounds, MarketCalendar, get_calendar
+from market_pipeline.domain.data_lag import DATA_STATUSES, DataLag, data_lag
+from market_pipeline.domain.timeframes import Timeframe
+from market_pipeline.domain.timestamps import ensure_utc
+
+Pair = tuple[str, str]
+
+MIN_TOLERANCE_SECONDS = 600
+MAX_TOLERANCE_SECONDS = 12 * 3600
+
+
+def default_tolerance_seconds(timeframe: Timeframe) -> int:
+    """Two bars' worth of lag, at least 10 minutes and at most 12 hours (a daily bar missing
+    half a day after its close is late; a minute bar is allowed a vendor hiccup)."""
+    return max(MIN_TOLERANCE_SECONDS, min(2 * timeframe.seconds, MAX_TOLERANCE_SECONDS))
+
+
+@dataclass(frozen=True)
+class PairSchedule:
+    """When one pair's bars are due: its calendar's name and its provider's grace in seconds;
+    and its asset class, which the coverage SLI is grouped by."""
+
+    calendar: str
+    grace_seconds: int = 0
+    asset_class: str = "unknown"
+
+
+class DataLagRules:
+    """Per pair schedules and per timeframe tolerances; evaluates data lag for many pairs."""
+
+    def __init__(
+        self,
+        schedules: Mapping[Pair, PairSchedule],
+        *,
+        tolerances: Mapping[str, int] | None = None,
+    ) -> None:
+        self._schedules = dict(schedules)
+        self._timeframes = {tf: Timeframe.parse(tf) for _, tf in self._schedules}
+        self._calendars: dict[str, MarketCalendar] = {
+            s.calendar: get_calendar(s.calendar) for s in self._schedules.values()
+        }
+        given = dict(tolerances or {})
+        self._tolerances = {
+            code: given.get(code, default_tolerance_seconds(tf))
+            for code, tf in self._timeframes.items()
+        }
+
+    def schedule_of(self, pair: Pair) -> PairSchedule | None:
+        return self._schedules.get(pair)
+
+    @property
+    def asset_classes(self) -> dict[str, str]:
+        """Each scheduled symbol's asset class."""
+        return {symbol: s.asset_class for (symbol, _), s in self._schedules.items()}
+
+    def tolerance_seconds(self, timeframe: str) -> int:
+        """The tolerance of ``timeframe`` (its default when no pair of it is scheduled)."""
+        known = self._tolerances.get(timeframe)
+        return default_tolerance_seconds(Timeframe.parse(timeframe)) if known is None else known
+
+    def evaluate(
+        self, rows: Iterable[tuple[str, str, datetime | None]], now: datetime
+    ) -> dict[Pair, DataLag | None]:
+        """``(symbol, timeframe, last_bar_at)`` rows -> each pair's :class:`DataLag`, or None
+        for a pair without a schedule or outside its calendar's bounds."""
+        at = ensure_utc(now, name="now")
+        expected: dict[tuple[str, str, int], datetime | None] = {}
+        behind: dict[tuple[str, str, int, datetime], DataLag | None] = {}
+        out: dict[Pair, DataLag | None] = {}
+        for symbol, timeframe, last in rows:
+            schedule = self._schedules.get((symbol, timeframe))
+            if schedule is None:
+                out[(symbol, timeframe)] = None
+                continue
+            key = (schedule.calendar, timeframe, schedule.grace_seconds)
+            if key not in expected:
+                expected[key] = self._due(key, at)
+            due = expected[key]
+            if due is None:
+                out[(symbol, timeframe)] = None
+            elif last is None:
+                out[(symbol, timeframe)] = DataLag(None, due, None, None, "missing")
+            elif last >= due:
+                out[(symbol, timeframe)] = DataLag(last, due, 0, 0.0, "current")
+            else:
+                lag_key = (*key, last)
+                if lag_key not in behind:
+                    behind[lag_key] = self._lag(key, last, at)
+                out[(symbol, timeframe)] = behind[lag_key]
+        return out
+
+    def is_late_beyond_tolerance(self, timeframe: str, lag: DataLag | None) -> bool:
+        return (
+            lag is not None
+            and lag.data_status == "late"
+            and (lag.data_lag_seconds or 0.0) > self.tolerance_seconds(timeframe)
+        )
+
+    def _due(self, key: tuple[str, str, int], at: datetime) -> datetime | None:
+        calendar, timeframe, grace = key
+        try:
+            return due_bar_open(
+                self._calendars[calendar],
+                self._timeframes[timeframe],
+                at,
+                grace=timedelta(seconds=grace),
+            )
+        except CalendarOutOfBounds:
+            return None
+
+    def _lag(self, key: tuple[str, str, int], last: datetime, at: datetime) -> DataLag | None:
+        calendar, timeframe, grace = key
+        try:
+            return data_lag(
+                self._calendars[calendar],
+                self._timeframes[timeframe],
+                last,
+                at,
+                grace=timedelta(seconds=grace),
+            )
+        except CalendarOutOfBounds:
+            return None
+
+
+def count_by_data_status(lags: Iterable[DataLag | None]) -> dict[str, int]:
+    """Counts per data status, and ``unknown`` for pairs that could not be evaluated."""
+    counts = dict.fromkeys((*DATA_STATUSES, "unknown"), 0)
+    for lag in lags:
+        counts["unknown" if lag is None else lag.data_status] += 1
+    return counts
+
+
+def parse_tolerances(raw: object, timeframes: Iterable[str]) -> dict[str, int]:
+    """The ``data_lag_tolerance_seconds`` mapping of a universe file, checked: keys among the
+    universe's ``timeframes``, values whole seconds from 0 to 30 days (``ValueError`` naming
+    the entry otherwise)."""
+    if raw is None:
+        return {}
+    allowed = tuple(timeframes)
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"expected a mapping of timeframe to seconds such as {{1h: 7200}}, got {raw!r}"
+        )
+    out: dict[str, int] = {}
+    for code, seconds in raw.items():
+        if code not in allowed:
+            raise ValueError(
+                f"{code!r} is not a timeframe of the universe "
+                f"(expected one of {', '.join(allowed)})"
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int)
+            or not 0 <= seconds <= 30 * 86_400
+        ):
+            raise ValueError(f"{code}: expected whole seconds from 0 to 2592000, got {seconds!r}")
+        out[str(code)] = seconds
+    return out
