@@ -71,7 +71,8 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     from market_pipeline.domain.report_text import render_text
     from market_pipeline.observability.report import build_report
 
-    at = None if args.at is None else parse_instant(args.at, what="--at")
+    at_text = getattr(args, "at", None)  # the demo reports through here without --at
+    at = None if at_text is None else parse_instant(at_text, what="--at")
     engine = _engine(settings)
     try:
         built = build_report(

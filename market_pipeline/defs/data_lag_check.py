@@ -6,6 +6,7 @@ for the pairs whose data status changed. WARN: a late vendor is a finding, not a
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import dagster as dg
@@ -70,3 +71,29 @@ def bars_current_evaluation(
         description=description,
         metadata=metadata,
     )
+
+
+MAX_CHANGES_PER_TICK = 1000
+"""Most check results one sensor tick reports; the rest follow on the next ticks."""
+
+
+def changed_statuses(
+    lags: dict[tuple[str, str], DataLag | None], cursor: str | None
+) -> tuple[list[tuple[tuple[str, str], DataLag | None]], str]:
+    """The pairs whose data status differs from the one last reported (the cursor keeps the
+    pairs last reported other than ``current``), at most :data:`MAX_CHANGES_PER_TICK`; and the
+    cursor once those are reported."""
+    reported: dict[str, str] = json.loads(cursor) if cursor else {}
+    changed = []
+    for pair, lag in lags.items():
+        status = "current" if lag is None else lag.data_status
+        key = key_of(*pair)
+        if reported.get(key, "current") != status:
+            changed.append((pair, lag))
+            if status == "current":
+                reported.pop(key, None)
+            else:
+                reported[key] = status
+            if len(changed) == MAX_CHANGES_PER_TICK:
+                break
+    return changed, json.dumps(reported, sort_keys=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from market_pipeline.defs.data_lag_check import bars_current_evaluation, changed_statuses
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.observability.mirror import mirror_run, reconcile_instance
 
@@ -140,6 +141,21 @@ def _reconcile_sensor(interval: int) -> dg.SensorDefinition:
     return mirror_reconcile_sensor
 
 
+def _report_data_status_changes(context: dg.SensorEvaluationContext, store) -> None:
+    """Re-evaluate bars_current_check between runs: a result for each pair whose data status
+    changed since the last one reported (a vendor that stops publishing turns pairs late
+    with no run at all)."""
+    lags = store.data_time.lags()
+    if lags is None:
+        return
+    changed, cursor = changed_statuses(lags, context.cursor)
+    for pair, lag in changed:
+        context.instance.report_runless_asset_event(
+            bars_current_evaluation(pair, lag, store.data_time.tolerance_seconds(pair[1]) or 0)
+        )
+    context.update_cursor(cursor)
+
+
 def _freshness_sensor(interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="freshness_refresh_sensor",
@@ -159,6 +175,7 @@ def _freshness_sensor(interval: int) -> dg.SensorDefinition:
             store = _store(database, market_data)
             updated = store.refresh_feature_freshness()
             store.data_time.record_coverage_sample(retention_days=database.coverage_retention_days)
+            _report_data_status_changes(context, store)
             report = store.get_feature_staleness_report(limit=1)
         except Exception as exc:  # noqa: BLE001
             context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")

@@ -8,8 +8,12 @@ so scheduled runs are told apart from manual ones.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 
+from market_pipeline.domain.bar_schedule import sessions_closed_between
+from market_pipeline.domain.calendars import get_calendar
 from market_pipeline.domain.names import (
     MARKET_DATA_JOB,
     RANGE_END_TAG,
@@ -51,19 +55,31 @@ def backfill_run_requests(
 
 def build_schedules(universe: Universe) -> list[dg.ScheduleDefinition]:
     """The three schedules over ``universe`` (all in UTC, running by default)."""
+    calendars = [
+        get_calendar(name) for name in {universe.calendar_of(s) for s in universe.symbol_names}
+    ]
 
     @dg.schedule(
         name="daily_backfill_schedule",
-        description="Refreshes bars and features of every pair of the universe at 02:00 UTC, "
-        "in bulk runs.",
+        description="Refreshes bars and features of every pair of the universe at 02:00 UTC "
+        "(after the New York close), in bulk runs; skipped when none of the universe's "
+        "calendars closed a session since the last tick.",
         cron_schedule=DAILY_CRON,
         job_name=MARKET_DATA_JOB,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def daily_backfill_schedule(context: dg.ScheduleEvaluationContext):
-        """Refreshes bars and features of every pair of the universe at 02:00 UTC in bulk runs."""
-        when = context.scheduled_execution_time.isoformat()
+        """Refreshes bars and features of every pair of the universe at 02:00 UTC in bulk runs,
+        unless none of its calendars closed a session since the last tick (weekends, and
+        exchange holidays of an equity-only universe)."""
+        tick = context.scheduled_execution_time
+        if tick is not None and not sessions_closed_between(
+            calendars, tick - timedelta(days=1), tick
+        ):
+            names = ", ".join(sorted({c.name for c in calendars}))
+            return dg.SkipReason(f"no session of {names} closed in the 24 h before {tick}")
+        when = tick.isoformat() if tick is not None else "manual"
         return backfill_run_requests(universe, when, schedule="daily")
 
     short = intraday_timeframes(universe)

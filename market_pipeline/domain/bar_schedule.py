@@ -25,11 +25,12 @@ Outside an exchange calendar's bounds these functions raise
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from market_pipeline.domain.calendars import (
     DAY,
+    CalendarOutOfBounds,
     MarketCalendar,
     Period,
     to_datetime,
@@ -111,3 +112,20 @@ def _due_sessions_after(
         count, oldest_close = count + 1, session.close
         session = calendar.session_closed_by(session.close - 1)
     return count, None if oldest_close is None else to_datetime(oldest_close)
+
+
+def sessions_closed_between(
+    calendars: Iterable[MarketCalendar], since: datetime, until: datetime
+) -> bool:
+    """Whether any of ``calendars`` closed a daily session in ``(since, until]``: whether a
+    daily refresh at ``until`` has a new daily bar to fetch. Out-of-bounds counts as closed (a
+    refresh too many beats one missed)."""
+    start = to_seconds(ensure_utc(since, name="since"))
+    end = to_seconds(ensure_utc(until, name="until"))
+    for calendar in calendars:
+        try:
+            if calendar.session_closed_by(end).close > start:
+                return True
+        except CalendarOutOfBounds:
+            return True
+    return False

@@ -69,6 +69,22 @@ class ExchangeCalendar(MarketCalendar):
         self.first = opens[0]
         self.last = closes[-1]
 
+    @property
+    def session_days(self) -> tuple[int, int]:
+        """The epoch day numbers of the first and the last session."""
+        return self._session_days[0], self._session_days[-1]
+
+    def sessions_in(self, first_day: int, last_day: int) -> tuple[list[int], list[int], list[int]]:
+        """``(days, opens, closes)`` of the sessions dated ``first_day..last_day`` (epoch day
+        numbers; opens and closes in epoch seconds, early closes included)."""
+        lo = bisect_left(self._session_days, first_day)
+        hi = bisect_right(self._session_days, last_day)
+        return (
+            self._session_days[lo:hi],
+            self._session_opens[lo:hi],
+            self._session_closes[lo:hi],
+        )
+
     def _check(self, instant: int) -> None:
         if not self.first <= instant <= self.last:
             raise CalendarOutOfBounds(self.name, instant, self.first, self.last)

@@ -19,6 +19,7 @@ PROTECTED = [
     "/api/v1/admin/dashboard/pairs",
     "/api/v1/admin/dashboard/failures?limit=10",
     "/api/v1/admin/dashboard/pair?symbol=AAPL&timeframe=1h",
+    "/api/v1/admin/features/coverage",
 ]
 OPEN = ["/livez", "/readyz", "/openapi.json", "/dashboard"]
 

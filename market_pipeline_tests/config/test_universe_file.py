@@ -420,3 +420,36 @@ def test_a_bad_provider_grace_is_refused(tmp_path, grace):
 
     assert "provider: grace_seconds must be a whole number of seconds" in message
     assert repr(grace) in message
+
+
+# --- data-lag rules ----------------------------------------------------------------------------
+
+
+def test_the_data_lag_rules_carry_calendars_grace_and_tolerances(tmp_path):
+    data = with_changes(
+        provider={"kind": "synthetic", "grace_seconds": 120},
+        data_lag_tolerance_seconds={"1h": 900},
+    )
+
+    rules = load_universe(write(tmp_path, data)).data_lag_rules()
+
+    aapl = rules.schedule_of(("AAPL", "1d"))
+    assert (aapl.calendar, aapl.grace_seconds, aapl.asset_class) == ("XNYS", 120, "equity")
+    assert rules.schedule_of(("BTC-USD", "1h")).calendar == "24/7"
+    assert rules.tolerance_seconds("1h") == 900
+    assert rules.tolerance_seconds("1d") == 12 * 3600  # the default: 2 bars, at most 12 h
+
+
+@pytest.mark.parametrize(
+    ("tolerances", "expected"),
+    [
+        ({"5m": 60}, "'5m' is not a timeframe of the universe (expected one of 1h, 1d)"),
+        ({"1h": -1}, "1h: expected whole seconds from 0 to 2592000, got -1"),
+        ({"1h": "2h"}, "1h: expected whole seconds from 0 to 2592000, got '2h'"),
+        ([900], "expected a mapping of timeframe to seconds"),
+    ],
+)
+def test_bad_data_lag_tolerances_are_refused_naming_the_entry(tmp_path, tolerances, expected):
+    message = refusal(tmp_path, with_changes(data_lag_tolerance_seconds=tolerances))
+
+    assert f"data_lag_tolerance_seconds: {expected}" in message

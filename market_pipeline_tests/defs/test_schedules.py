@@ -100,3 +100,30 @@ def test_the_intraday_schedule_skips_a_universe_without_short_timeframes(setting
         result = defs.get_schedule_def("intraday_backfill_schedule").evaluate_tick(context)
     assert not result.run_requests
     assert "shorter than 1h" in result.skip_message
+
+
+def test_the_daily_run_skips_exchange_holidays_of_an_equity_only_universe(settings, live_instance):
+    write_universe(settings.universe_path, [("AAPL", "equity")], ["1d"], {"kind": "synthetic"})
+    defs = build_definitions(settings)
+    daily = defs.get_schedule_def("daily_backfill_schedule")
+
+    def tick(when: datetime):
+        context = dg.build_schedule_context(instance=live_instance, scheduled_execution_time=when)
+        return daily.evaluate_tick(context)
+
+    # 02:00 UTC Friday 27 Nov 2026 follows Thanksgiving: no XNYS session closed since Thursday's
+    # tick. Saturday's follows the early close; Sunday's and Monday's follow no session.
+    for day, runs in [(26, True), (27, False), (28, True), (29, False), (30, False)]:
+        result = tick(datetime(2026, 11, day, 2, 0, tzinfo=UTC))
+        assert bool(result.run_requests) is runs, day
+        if not runs:
+            assert "no session of XNYS closed" in result.skip_message
+    # A universe with crypto has a session closing every UTC day: it runs on holidays.
+    write_universe(
+        settings.universe_path,
+        [("AAPL", "equity"), ("BTC-USD", "crypto")],
+        ["1d"],
+        {"kind": "synthetic"},
+    )
+    daily = build_definitions(settings).get_schedule_def("daily_backfill_schedule")
+    assert tick(datetime(2026, 11, 27, 2, 0, tzinfo=UTC)).run_requests

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from market_pipeline.cli.launcher import run_backfill
+from market_pipeline.database.tables import feature_freshness
 from market_pipeline.definitions import build_definitions
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
@@ -161,3 +162,59 @@ def test_every_observability_sensor_runs_by_default(defs):
         sensor = defs.get_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.description
+
+
+def _check_results(instance, check_name: str) -> list:
+    """The evaluations of ``check_name`` in ``instance``: (partition, passed, data_status)."""
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1000
+    )
+    out = []
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.check_name == check_name:
+            status = evaluation.metadata.get("data_status")
+            out.append((evaluation.partition, evaluation.passed, status and status.value))
+    return sorted(out)
+
+
+def test_bars_current_check_is_reported_in_runs_and_re_evaluated_between_them(
+    defs, settings, engine
+):
+    with dg.instance_for_test() as instance:
+        result = run_backfill(settings, instance=instance)
+        in_run = _check_results(instance, "bars_current_check")
+        # Every pair that was refreshed has one result in the run; BADCO failed at the provider.
+        assert [(p, ok) for p, ok, _ in in_run] == [
+            ("AAPL|1d", True),
+            ("AAPL|1h", True),
+            ("BTC-USD|1d", True),
+            ("BTC-USD|1h", True),
+        ]
+        assert not result.success
+        sensor = defs.get_sensor_def("freshness_refresh_sensor")
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            first = sensor.evaluate_tick(context)
+            cursor = first.cursor
+        assert "2 missing" in first.skip_message  # BADCO's two pairs have no bar
+        between = [r for r in _check_results(instance, "bars_current_check") if r not in in_run]
+        assert between == [("BADCO|1d", False, "missing"), ("BADCO|1h", False, "missing")]
+        # The coverage SLI got its sample: per timeframe and asset class.
+        assert _count(engine, "data_coverage_samples") == 4
+        # The vendor stops: AAPL's stored newest 1h bar is pushed back a week. The next tick
+        # reports that pair, and only it (the cursor remembers BADCO's).
+        week_ago = datetime.now(UTC) - timedelta(days=7)
+        f = feature_freshness
+        with engine.begin() as conn:
+            conn.execute(
+                f.update()
+                .where(f.c.symbol == "AAPL", f.c.timeframe == "1h")
+                .values(last_bar_at=week_ago)
+            )
+        seen = _check_results(instance, "bars_current_check")
+        with dg.build_sensor_context(
+            instance=instance, resources=defs.resources, cursor=cursor
+        ) as context:
+            sensor.evaluate_tick(context)
+        new = [r for r in _check_results(instance, "bars_current_check") if r not in seen]
+        assert new == [("AAPL|1h", False, "late")]

@@ -372,3 +372,42 @@ def test_full_history_of_100_pairs_is_2000_bars_each():
     total = sum(len(provider.fetch_bars(s, ac, t, since=None, until=UNTIL)) for s, ac, t in pairs)
 
     assert total == 100 * 2000
+
+
+def test_equity_bars_follow_real_xnys_sessions_holidays_and_early_closes():
+    from market_pipeline.domain.exchange_sessions import library_calendar
+
+    since, until = datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 5, tzinfo=UTC)
+    daily = fetch("AAPL", "equity", "1d", since=since, until=until)
+    library = library_calendar("XNYS", since.date(), until.date())
+    sessions = [d for d in library.sessions.date if d < until.date()]
+    assert list(daily["ts"].dt.date) == sessions  # Thanksgiving and Christmas are skipped
+    assert datetime(2026, 11, 26).date() not in set(daily["ts"].dt.date)
+    hourly = fetch("AAPL", "equity", "1h", since=since, until=until)
+    local = hourly["ts"].dt.tz_convert(NEW_YORK)
+    per_day = local.groupby(local.dt.date).size()
+    # The day after Thanksgiving and Christmas Eve close at 13:00: 09:30 ... 12:30.
+    assert per_day[datetime(2026, 11, 27).date()] == 4
+    assert per_day[datetime(2026, 12, 24).date()] == 4
+    assert per_day[datetime(2026, 11, 30).date()] == 7
+    # The early close's daily bar is complete, and fetched, at 13:00 New York = 18:00 UTC.
+    friday = datetime(2026, 11, 27, tzinfo=UTC)
+    before = fetch(
+        "AAPL", "equity", "1d", since=friday, until=datetime(2026, 11, 27, 17, 59, tzinfo=UTC)
+    )
+    after = fetch(
+        "AAPL", "equity", "1d", since=friday, until=datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    )
+    assert (len(before), len(after)) == (0, 1)
+
+
+def test_before_the_calendar_s_first_year_equities_trade_every_weekday():
+    bars = fetch(
+        "AAPL",
+        "equity",
+        "1d",
+        since=datetime(1985, 11, 25, tzinfo=UTC),
+        until=datetime(1985, 12, 3, tzinfo=UTC),
+    )
+    # 1985 lies before the XNYS calendar (1990-2035): Thanksgiving is a session there.
+    assert [d.day for d in bars["ts"].dt.date] == [25, 26, 27, 28, 29, 2]

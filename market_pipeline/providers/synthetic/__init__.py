@@ -12,9 +12,11 @@ Used by the demo universe and by tests. Provider block::
 
 Conventions (all times UTC, timestamps are bar starts):
 
-- Sessions. Equities trade 09:30-16:00 America/New_York on weekdays (holidays are ignored: every
-  Monday-Friday is a session); intraday bars are anchored at 09:30, so 1h bars start at 09:30,
-  10:30, ... 15:30 and the last one is a 30-minute bar ending at the 16:00 close. Crypto trades
+- Sessions. Equities trade in the real XNYS sessions (exchange_calendars: holidays skipped,
+  early closes at 13:00 New York) from 1990 to 2035, and 09:30-16:00 New York on every weekday
+  outside those years; intraday bars are anchored at the open, so 1h bars start at 09:30,
+  10:30, ... 15:30 and the last one is a 30-minute bar ending at the 16:00 close (on an early
+  close the 12:30 bar is the last, cut at 13:00). Crypto trades
   24/7 and FX 24/5 from Sunday 22:00 UTC to Friday 22:00 UTC; their intraday bars sit on the
   UTC grid (multiples of the bar length since 1970-01-01 00:00 UTC).
 - Daily bars are stamped 00:00 UTC of their session date: the New York date for equities (the

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from market_pipeline.domain.calendars import get_calendar
+from market_pipeline.domain.exchange_sessions import ExchangeCalendar
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.providers.base import (
     ProviderError,
@@ -85,17 +87,17 @@ def _grid_for_days(
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     dur = timeframe.seconds
     if asset_class == "equity":
-        days = days[weekday < 5]
-        session_open = days * _DAY + _EQUITY_OPEN_LOCAL + _new_york_utc_lag(days)
-        session_close = session_open + _EQUITY_SESSION
+        days, session_open, session_close = equity_sessions(days[weekday < 5], first_day, last_day)
         if not timeframe.is_intraday:
             return days * _DAY, session_open, session_close, np.zeros(len(days))
         per_session = -(-_EQUITY_SESSION // dur)
         offsets = np.arange(per_session, dtype=np.int64) * dur
         start = (session_open[:, None] + offsets[None, :]).ravel()
-        end = np.minimum(start + dur, np.repeat(session_close, per_session))
+        closes = np.repeat(session_close, per_session)
+        end = np.minimum(start + dur, closes)
         pos = np.tile(offsets / _EQUITY_SESSION, len(days))
-        return start, start, end, pos
+        inside = start < closes  # an early close (13:00) ends the session's bars sooner
+        return start[inside], start[inside], end[inside], pos[inside]
     if not timeframe.is_intraday:
         if asset_class == "crypto":
             stamp = days * _DAY
@@ -111,6 +113,32 @@ def _grid_for_days(
     start, week_pos = start[open_], week_pos[open_]
     end = np.minimum(start + dur, start - week_pos + _FX_WEEK_OPEN)
     return start, start, end, np.zeros(len(start))
+
+
+def equity_sessions(
+    weekdays: np.ndarray, first_day: int, last_day: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(days, opens, closes)`` of the equity sessions of ``first_day..last_day``: XNYS's own
+    (holidays skipped, early closes at 13:00) where its calendar reaches (1990-2035), and
+    09:30-16:00 New York on every weekday of ``weekdays`` outside it."""
+    xnys = get_calendar("XNYS")
+    assert isinstance(xnys, ExchangeCalendar)
+    lo, hi = xnys.session_days
+    outside = weekdays[(weekdays < lo) | (weekdays > hi)]
+    opens = outside * _DAY + _EQUITY_OPEN_LOCAL + _new_york_utc_lag(outside)
+    closes = opens + _EQUITY_SESSION
+    if last_day < lo or first_day > hi:
+        return outside, opens, closes
+    days_in, opens_in, closes_in = (
+        np.asarray(values, dtype=np.int64) for values in xnys.sessions_in(first_day, last_day)
+    )
+    days = np.concatenate([outside, days_in])
+    order = np.argsort(days, kind="stable")
+    return (
+        days[order],
+        np.concatenate([opens, opens_in])[order],
+        np.concatenate([closes, closes_in])[order],
+    )
 
 
 @lru_cache(maxsize=256)
