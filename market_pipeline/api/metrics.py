@@ -48,6 +48,7 @@ def metrics_config(
         expected_interval_seconds=expected_execution_interval(timeframes),
         failure_alert_threshold=store.failure_alert_threshold,
         per_pair=settings.per_pair_metrics(len(pairs)),
+        coverage_objective=settings.coverage_objective,
     )
 
 

@@ -126,4 +126,6 @@ data_coverage_samples = sa.Table(
     sa.Column("asset_class", sa.Text, primary_key=True),
     sa.Column("monitored_count", sa.Integer, nullable=False),
     sa.Column("current_count", sa.Integer, nullable=False),
+    sa.Column("late_count", sa.Integer, nullable=False),
+    sa.Column("late_beyond_tolerance_count", sa.Integer, nullable=False),
 )

@@ -16,7 +16,7 @@ Pairs whose data status is unknown (no calendar, outside its bounds) are left ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated
 
 from pydantic import Field, NonNegativeInt
@@ -38,6 +38,8 @@ class CoverageGroup(Contract):
     asset_class: str
     monitored_count: NonNegativeInt
     current_count: NonNegativeInt
+    late_count: NonNegativeInt
+    late_beyond_tolerance_count: NonNegativeInt
     share: Share | None
 
 
@@ -63,17 +65,22 @@ class CoverageReport(Contract):
 
 
 def sample_counts(
-    lags: Mapping[tuple[str, str], DataLag | None], asset_class_of: Mapping[str, str]
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """``(timeframe, asset_class) -> (monitored, current)`` of one sample."""
+    lags: Mapping[tuple[str, str], DataLag | None],
+    asset_class_of: Mapping[str, str],
+    beyond_tolerance: Callable[[str, DataLag], bool],
+) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    """``(timeframe, asset_class) -> (monitored, current, late, late beyond tolerance)`` of one
+    sample; ``beyond_tolerance(timeframe, lag)`` says whether a late pair is beyond it."""
     counts: dict[tuple[str, str], list[int]] = {}
     for (symbol, timeframe), lag in lags.items():
         if lag is None:
             continue
-        group = counts.setdefault((timeframe, asset_class_of.get(symbol, "unknown")), [0, 0])
+        group = counts.setdefault((timeframe, asset_class_of.get(symbol, "unknown")), [0] * 4)
         group[0] += 1
         group[1] += lag.data_status == "current"
-    return {key: (monitored, current) for key, (monitored, current) in counts.items()}
+        group[2] += lag.data_status == "late"
+        group[3] += beyond_tolerance(timeframe, lag)
+    return {key: (g[0], g[1], g[2], g[3]) for key, g in counts.items()}
 
 
 def window(

@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule
 from market_pipeline.observability.metrics.collector import PipelineCollector, metrics_registry
 from market_pipeline.observability.metrics.dagster_watch import DagsterWatch
 from market_pipeline.observability.metrics.families import MetricsConfig
@@ -90,10 +91,15 @@ def test_every_alert_has_severity_scope_summary_and_a_runbook_section():
 def _exposed_names(engine, instance) -> set[str]:
     """Every family and sample name of a real exposition with data in every family."""
     now = datetime.now(UTC)
-    store = ObservabilityStore(engine, monitored_pairs=[("AAA", "1h"), ("BBB", "1h")])
+    pairs = [("AAA", "1h"), ("BBB", "1h")]
+    schedules = {pair: PairSchedule("24/7", 0, "equity") for pair in pairs}
+    store = ObservabilityStore(
+        engine, monitored_pairs=pairs, data_lag_rules=DataLagRules(schedules)
+    )
     store.update_feature_freshness(
         symbol="AAA", timeframe="1h", last_computed_at=now, data_point_count=5
     )
+    store.data_time.record_coverage_sample()
     execution = store.create_scheduler_execution_log(started_at=now - timedelta(minutes=1))
     store.update_scheduler_execution_log(
         execution_id=execution, completed_at=now, status="completed"

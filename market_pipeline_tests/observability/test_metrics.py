@@ -277,3 +277,54 @@ def test_auto_per_pair_follows_the_pair_budget(limit, pairs, expected):
 def test_without_an_instance_no_dagster_families(engine):
     metrics = _scrape(PipelineCollector(_store(engine), _config(), None, clock=lambda: NOW))
     assert not [name for name in metrics if "dagster" in name or "mirror" in name]
+
+
+def test_data_time_families_come_from_the_newest_coverage_sample(engine):
+    from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule
+
+    schedules = {
+        (symbol, tf): PairSchedule("24/7", 0, "crypto") for symbol in ("X1", "X2") for tf in ("1h",)
+    }
+    clock = {"now": NOW}
+    store = ObservabilityStore(
+        engine,
+        monitored_pairs=list(schedules),
+        clock=lambda: clock["now"],
+        data_lag_rules=DataLagRules(schedules, tolerances={"1h": 600}),
+    )
+    config = _config(asset_classes={"X1": "crypto", "X2": "crypto"}, timeframes=("1h",))
+    # X1 has the 11:00 bar (due at 12:00): current. X2 stopped at 08:00: late by 3 h.
+    store.update_feature_freshness_many(
+        [
+            {
+                "symbol": s,
+                "timeframe": "1h",
+                "last_computed_at": NOW,
+                "data_point_count": 9,
+                "last_bar_at": bar,
+            }
+            for s, bar in (("X1", NOW - timedelta(hours=1)), ("X2", NOW - timedelta(hours=4)))
+        ]
+    )
+    before = _scrape(PipelineCollector(store, config, clock=lambda: NOW))
+    assert (
+        "market_pipeline_coverage_sli" not in before or not before["market_pipeline_coverage_sli"]
+    )
+    store.data_time.record_coverage_sample()
+    metrics = _scrape(PipelineCollector(store, config, clock=lambda: NOW))
+    pairs = metrics["market_pipeline_pairs_by_data_status"]
+    assert _value(pairs, "market_pipeline_pairs_by_data_status", data_status="current") == 1
+    assert _value(pairs, "market_pipeline_pairs_by_data_status", data_status="late") == 1
+    late = metrics["market_pipeline_pairs_late_beyond_tolerance"]
+    assert _value(late, "market_pipeline_pairs_late_beyond_tolerance", provider="synthetic") == 1
+    sli = metrics["market_pipeline_coverage_sli"]
+    assert _value(sli, "market_pipeline_coverage_sli", window="1h") == 0.5
+    burn = metrics["market_pipeline_coverage_burn_rate"]
+    assert _value(burn, "market_pipeline_coverage_burn_rate", window="30d") == pytest.approx(50)
+    budget = metrics["market_pipeline_coverage_error_budget_remaining"]
+    assert budget[0].value == pytest.approx(-49)
+    # Health as a metric agrees with the API: the late pair degrades it.
+    reasons = metrics["market_pipeline_scheduler_degraded_reason"]
+    assert _value(reasons, "market_pipeline_scheduler_degraded_reason", reason="late_pairs") == 1
+    assert "late_pairs" in DEGRADATION_REASONS
+    assert any("late beyond tolerance" in r for r in store.get_scheduler_health().reasons)

@@ -18,9 +18,14 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from market_pipeline.database.engine import DatabaseUnavailableError
+from market_pipeline.domain.coverage import CoverageReport
 from market_pipeline.observability.metrics import families
 from market_pipeline.observability.metrics.dagster_state import FinishedRun
 from market_pipeline.observability.metrics.dagster_watch import DagsterWatch
+from market_pipeline.observability.metrics.data_time_families import (
+    data_time_families,
+    late_beyond_tolerance,
+)
 from market_pipeline.observability.metrics.families import MetricsConfig
 from market_pipeline.observability.mirror.reconcile import DEFAULT_WATERMARK_NAME
 from market_pipeline.observability.store import ObservabilityStore
@@ -50,12 +55,16 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
         reading, watermark = self._read_store(now)
+        coverage = self._read_coverage() if reading is not None else None
         yield families.database_family(reading is not None)
         if reading is not None:
-            yield from families.scheduler_families(reading, self.config)
+            late = late_beyond_tolerance(coverage)
+            yield from families.scheduler_families(reading, self.config, late)
             yield from families.freshness_families(reading, self.config)
             yield from families.failure_families(reading, self.config)
             yield from families.pair_families(reading, self.config)
+        if coverage is not None:
+            yield from data_time_families(coverage, self.config.provider)
         if self.dagster is None:
             return
         dagster = self.dagster.state(now)
@@ -72,6 +81,15 @@ class PipelineCollector(Collector):
         except _DATABASE_ERRORS as exc:
             logger.warning("metrics: cannot read the observability tables: %s", exc)
             return None, None
+
+    def _read_coverage(self) -> CoverageReport | None:
+        if self.store.data_lag_rules is None:
+            return None
+        try:
+            return self.store.data_time.coverage_report(objective=self.config.coverage_objective)
+        except _DATABASE_ERRORS as exc:
+            logger.warning("metrics: cannot read the coverage samples: %s", exc)
+            return None
 
     def _mirror_lag(self, reading: MetricsReading, newest: FinishedRun | None) -> float | None:
         """0 when the newest finished run is mirrored; else how far the newest mirrored run

@@ -35,6 +35,7 @@ class MetricsConfig:
     expected_interval_seconds: int
     failure_alert_threshold: int
     per_pair: bool
+    coverage_objective: float = 0.99
 
 
 def _gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -51,7 +52,9 @@ def database_family(up: bool) -> Metric:
     return family
 
 
-def scheduler_families(reading: MetricsReading, config: MetricsConfig) -> Iterator[Metric]:
+def scheduler_families(
+    reading: MetricsReading, config: MetricsConfig, late_count: int = 0
+) -> Iterator[Metric]:
     counts = Counter(status for _, _, status, _ in reading.pairs)
     last = reading.last_execution
     codes = set(
@@ -60,6 +63,7 @@ def scheduler_families(reading: MetricsReading, config: MetricsConfig) -> Iterat
             stale_count=counts["stale"],
             missing_count=counts["missing"],
             open_failures_count=reading.open_failures,
+            late_count=late_count,
         )
     )
     healthy = _gauge("scheduler_healthy", "1 when the scheduler health is healthy, 0 degraded.")

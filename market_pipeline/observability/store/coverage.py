@@ -31,7 +31,8 @@ def record_sample(ctx: StoreContext, now: datetime, retention_days: int) -> int:
     lags = data_lag_reads.read_lags(ctx, now)
     if ctx.lag_rules is None or lags is None:
         return 0
-    counts = sample_counts(lags, ctx.lag_rules.asset_classes)
+    rules = ctx.lag_rules
+    counts = sample_counts(lags, rules.asset_classes, rules.is_late_beyond_tolerance)
     rows = [
         {
             "sampled_at": now,
@@ -39,8 +40,10 @@ def record_sample(ctx: StoreContext, now: datetime, retention_days: int) -> int:
             "asset_class": asset_class,
             "monitored_count": monitored,
             "current_count": current,
+            "late_count": late,
+            "late_beyond_tolerance_count": beyond,
         }
-        for (timeframe, asset_class), (monitored, current) in sorted(counts.items())
+        for (timeframe, asset_class), (monitored, current, late, beyond) in sorted(counts.items())
     ]
     t = samples_t
     with ctx.sql.write() as conn:
@@ -89,9 +92,11 @@ def report(ctx: StoreContext, objective: float) -> CoverageReport:
                     "asset_class": asset_class,
                     "monitored_count": monitored,
                     "current_count": current,
+                    "late_count": late,
+                    "late_beyond_tolerance_count": beyond,
                     "share": None if monitored == 0 else current / monitored,
                 }
-                for _, timeframe, asset_class, monitored, current in latest
+                for _, timeframe, asset_class, monitored, current, late, beyond in latest
             ],
         }
     )
@@ -124,7 +129,13 @@ def _latest_stmt() -> Any:
     )
     return (
         sa.select(
-            t.c.sampled_at, t.c.timeframe, t.c.asset_class, t.c.monitored_count, t.c.current_count
+            t.c.sampled_at,
+            t.c.timeframe,
+            t.c.asset_class,
+            t.c.monitored_count,
+            t.c.current_count,
+            t.c.late_count,
+            t.c.late_beyond_tolerance_count,
         )
         .where(t.c.sampled_at == newest)
         .order_by(t.c.timeframe, t.c.asset_class)
