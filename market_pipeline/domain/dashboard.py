@@ -17,24 +17,33 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from market_pipeline.domain.partition_keys import key_of
 from market_pipeline.domain.reports import (
     MAX_LIMIT,
+    DataStatus,
     ExecutionStatus,
     FreshnessStatus,
     FreshnessSummary,
+    LagSeconds,
     StalenessSeconds,
     UtcTimestamp,
 )
 
 SymbolStatus = Literal["pending", "in_progress", "completed", "failed"]
-CellStatus = Literal["fresh", "aging", "stale", "missing", "failed"]
-"""What a heat-map cell shows: ``failed`` when the pair has an open failure, else its freshness."""
+CellStatus = Literal["fresh", "aging", "stale", "missing", "failed", "late"]
+"""What a heat-map cell shows: ``failed`` when the pair has an open failure, ``late`` when its
+newest due bar has been missing beyond its timeframe's tolerance (data time), else its
+freshness."""
 
 UNCLASSIFIED = "unclassified"
 """The asset class of a pair whose symbol the universe does not name."""
 
 
-def cell_status(freshness: FreshnessStatus, has_open_failure: bool) -> CellStatus:
-    """The status a pair's cell shows: an open failure outranks any freshness status."""
-    return "failed" if has_open_failure else freshness
+def cell_status(
+    freshness: FreshnessStatus, has_open_failure: bool, late_beyond_tolerance: bool = False
+) -> CellStatus:
+    """The status a pair's cell shows: an open failure outranks lateness, which outranks any
+    freshness status (a late pair is usually fresh: runs succeed, with nothing new)."""
+    if has_open_failure:
+        return "failed"
+    return "late" if late_beyond_tolerance else freshness
 
 
 def dagster_partition_url(base_url: str, asset: str, symbol: str, timeframe: str) -> str:
@@ -71,6 +80,10 @@ class DashboardPair(_Contract):
     data_point_count: NonNegativeInt
     last_bar_at: UtcTimestamp | None
     failure: OpenFailureInfo | None
+    data_status: DataStatus | None = None
+    expected_last_bar_at: UtcTimestamp | None = None
+    bars_behind: NonNegativeInt | None = None
+    data_lag_seconds: LagSeconds | None = None
 
 
 class DashboardPairs(_Contract):

@@ -253,3 +253,45 @@ def test_pair_detail_limits_its_lists(store):
     assert len(detail.status_rows) == 1 and detail.status_rows[0].status == "completed"
     with pytest.raises(ValueError, match="limit"):
         store.dashboard().pair_detail("XYZ", "1h", limit=0)
+
+
+def test_a_pair_late_beyond_tolerance_shows_late_with_its_data_time(engine):
+    from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule
+
+    schedules = {
+        ("BTC-USD", "1h"): PairSchedule("24/7", 0, "crypto"),
+        ("ETH-USD", "1h"): PairSchedule("24/7", 0, "crypto"),
+    }
+    store = ObservabilityStore(
+        engine,
+        monitored_pairs=list(schedules),
+        clock=lambda: T0,
+        data_lag_rules=DataLagRules(schedules),
+    )
+    store.update_feature_freshness_many(
+        [
+            {
+                "symbol": symbol,
+                "timeframe": "1h",
+                "last_computed_at": T0 - timedelta(minutes=5),
+                "data_point_count": 50,
+                "last_bar_at": bar,
+            }
+            # 19:30: the 18:00 bar is due. BTC has it; ETH stopped at 14:00 (4 bars, 4.5 h).
+            for symbol, bar in (
+                ("BTC-USD", datetime(2024, 11, 13, 18, tzinfo=UTC)),
+                ("ETH-USD", datetime(2024, 11, 13, 14, tzinfo=UTC)),
+            )
+        ],
+        now=T0 - timedelta(minutes=5),
+    )
+    reads = store.dashboard(asset_classes={"BTC-USD": "crypto", "ETH-USD": "crypto"})
+    cells = {p.symbol: p for p in reads.pairs().pairs}
+    assert (cells["BTC-USD"].cell_status, cells["BTC-USD"].data_status) == ("fresh", "current")
+    eth = cells["ETH-USD"]
+    assert (eth.cell_status, eth.status, eth.data_status) == ("late", "fresh", "late")
+    assert eth.bars_behind == 4
+    assert eth.expected_last_bar_at == datetime(2024, 11, 13, 18, tzinfo=UTC)
+    detail = reads.pair_detail("ETH-USD", "1h")
+    assert detail is not None
+    assert (detail.pair.cell_status, detail.pair.bars_behind) == ("late", 4)

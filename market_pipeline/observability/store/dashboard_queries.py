@@ -23,9 +23,11 @@ from market_pipeline.domain.dashboard import (
     cell_status,
     dagster_partition_url,
 )
+from market_pipeline.domain.data_lag import DataLag
 from market_pipeline.domain.freshness import FRESHNESS_STATUSES
 from market_pipeline.domain.names import QUANT_FEATURES
 from market_pipeline.domain.timeframes import Timeframe, TimeframeError
+from market_pipeline.observability.store import data_lag_reads
 from market_pipeline.observability.store.checks import ZERO, check_key, check_limit, id_str
 from market_pipeline.observability.store.context import Pair, StoreContext
 from market_pipeline.observability.store.dashboard_statements import (
@@ -96,23 +98,25 @@ class DashboardReads:
     def _key(self, name: str) -> str:
         return f"dashboard_{name}:{'monitored' if self._order is not None else 'table'}"
 
-    def _pair(self, now: datetime, row: Mapping[str, Any]) -> DashboardPair:
+    def _pair(self, now: datetime, row: Mapping[str, Any], lag: DataLag | None) -> DashboardPair:
         last = row["last_computed_at"]
         failure = None
         if row["failed_at"] is not None:
             failure = {name: row[name] for name in FAILURE_COLUMNS}
+        rules = self._ctx.lag_rules
+        late = rules is not None and rules.is_late_beyond_tolerance(row["timeframe"], lag)
         return DashboardPair.model_validate(
             {
                 "symbol": row["symbol"],
                 "timeframe": row["timeframe"],
                 "asset_class": self._classes.get(row["symbol"], UNCLASSIFIED),
-                "cell_status": cell_status(row["status"], failure is not None),
+                "cell_status": cell_status(row["status"], failure is not None, late),
                 "status": row["status"],
                 "last_computed_at": last,
                 "staleness_seconds": _staleness(now, last),
                 "data_point_count": row["data_point_count"],
-                "last_bar_at": row["last_bar_at"],
                 "failure": failure,
+                **data_lag_reads.item_fields(lag, row["last_bar_at"]),
             }
         )
 
@@ -130,7 +134,15 @@ class DashboardReads:
             fetch="all",
             write=False,
         )
-        pairs = [self._pair(now, row) for row in _dicts(rows, PAIR_COLUMNS)]
+        found = list(_dicts(rows, PAIR_COLUMNS))
+        lags = (
+            {}
+            if ctx.lag_rules is None
+            else ctx.lag_rules.evaluate(
+                ((r["symbol"], r["timeframe"], r["last_bar_at"]) for r in found), now
+            )
+        )
+        pairs = [self._pair(now, row, lags.get((row["symbol"], row["timeframe"]))) for row in found]
         order = self._order
         if order is None:
             pairs.sort(key=lambda p: (p.symbol, p.timeframe))
@@ -211,6 +223,14 @@ class DashboardReads:
             _dicts(failures, PAIR_FAILURE_COLUMNS),
         )
 
+    def _lag_of(
+        self, symbol: str, timeframe: str, cell: Mapping[str, Any], now: datetime
+    ) -> DataLag | None:
+        rules = self._ctx.lag_rules
+        if rules is None:
+            return None
+        return rules.evaluate([(symbol, timeframe, cell["last_bar_at"])], now)[(symbol, timeframe)]
+
     def _detail(
         self,
         now: datetime,
@@ -234,7 +254,7 @@ class DashboardReads:
         return PairDetail.model_validate(
             {
                 "timestamp": now,
-                "pair": self._pair(now, cell),
+                "pair": self._pair(now, cell, self._lag_of(symbol, timeframe, cell, now)),
                 "status_rows": statuses,
                 "failures": failures,
                 "dagster_url": None

@@ -8,6 +8,7 @@ import { stamp } from "./format.js";
 // Worst first: the order of the filter boxes. Each status has a text label besides its colour.
 export const STATUSES = [
   { id: "failed", label: "FAIL", name: "failed", hint: "open failure" },
+  { id: "late", label: "late", name: "late", hint: "newest due bar missing beyond tolerance" },
   { id: "stale", label: "stale", name: "stale", hint: "24 h or older" },
   { id: "aging", label: "aging", name: "aging", hint: "1 to 24 h" },
   { id: "missing", label: "miss", name: "missing", hint: "never computed" },
@@ -23,6 +24,10 @@ function describe(pair) {
   const status = BY_ID[pair.cell_status];
   const parts = [`${pair.symbol} ${pair.timeframe}: ${status.name} (${status.hint})`];
   parts.push(`freshness ${pair.status}, last computed ${stamp(pair.last_computed_at)}`);
+  if (pair.data_status) {
+    const behind = pair.bars_behind ? `, ${pair.bars_behind} bar(s) behind` : "";
+    parts.push(`data ${pair.data_status}: newest bar ${stamp(pair.last_bar_at)}, due ${stamp(pair.expected_last_bar_at)}${behind}`);
+  }
   if (pair.failure) {
     const error = pair.failure.error;
     const shown = error.length > MAX_TITLE_ERROR ? `${error.slice(0, MAX_TITLE_ERROR)}…` : error;
