@@ -19,6 +19,7 @@ import dagster as dg
 
 from market_pipeline.defs.data_lag_check import bars_current_evaluation, changed_statuses
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
+from market_pipeline.domain.lag_rules import count_by_data_status
 from market_pipeline.observability.mirror import mirror_run, reconcile_instance
 
 
@@ -141,19 +142,24 @@ def _reconcile_sensor(interval: int) -> dg.SensorDefinition:
     return mirror_reconcile_sensor
 
 
-def _report_data_status_changes(context: dg.SensorEvaluationContext, store) -> None:
+def _report_data_status_changes(context: dg.SensorEvaluationContext, store) -> str:
     """Re-evaluate bars_current_check between runs: a result for each pair whose data status
     changed since the last one reported (a vendor that stops publishing turns pairs late
-    with no run at all)."""
+    with no run at all). Returns the data statuses counted, for the tick's message."""
     lags = store.data_time.lags()
     if lags is None:
-        return
+        return ""
     changed, cursor = changed_statuses(lags, context.cursor)
     for pair, lag in changed:
         context.instance.report_runless_asset_event(
             bars_current_evaluation(pair, lag, store.data_time.tolerance_seconds(pair[1]) or 0)
         )
     context.update_cursor(cursor)
+    counts = count_by_data_status(lags.values())
+    return (
+        f"; data: {counts['current']} current, {counts['late']} late, "
+        f"{counts['missing']} missing, {len(changed)} check result(s) reported"
+    )
 
 
 def _freshness_sensor(interval: int) -> dg.SensorDefinition:
@@ -175,18 +181,11 @@ def _freshness_sensor(interval: int) -> dg.SensorDefinition:
             store = _store(database, market_data)
             updated = store.refresh_feature_freshness()
             store.data_time.record_coverage_sample(retention_days=database.coverage_retention_days)
-            _report_data_status_changes(context, store)
-            report = store.get_feature_staleness_report(limit=1)
+            data_text = _report_data_status_changes(context, store)
+            summary = store.get_feature_staleness_report(limit=1).summary
         except Exception as exc:  # noqa: BLE001
             context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")
             return dg.SkipReason(f"refresh failed, retrying later: {type(exc).__name__}: {exc}")
-        summary, data = report.summary, report.data_summary
-        data_text = (
-            ""
-            if data is None
-            else f"; data: {data.current_count} current, {data.late_count} late "
-            f"({data.late_beyond_tolerance_count} beyond tolerance), {data.missing_count} missing"
-        )
         return dg.SkipReason(
             f"refreshed {updated} freshness rows: {summary.fresh_count} fresh, "
             f"{summary.aging_count} aging, {summary.stale_count} stale, "

@@ -25,6 +25,8 @@ from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.timestamps import ensure_utc
 
 Pair = tuple[str, str]
+ScheduleKey = tuple[str, str, int]
+"""``(calendar, timeframe, grace seconds)``: pairs with the same key have the same due bars."""
 
 MIN_TOLERANCE_SECONDS = 600
 MAX_TOLERANCE_SECONDS = 12 * 3600
@@ -56,6 +58,10 @@ class DataLagRules:
         tolerances: Mapping[str, int] | None = None,
     ) -> None:
         self._schedules = dict(schedules)
+        self._keys: dict[Pair, ScheduleKey] = {
+            (symbol, tf): (s.calendar, tf, s.grace_seconds)
+            for (symbol, tf), s in self._schedules.items()
+        }
         self._timeframes = {tf: Timeframe.parse(tf) for _, tf in self._schedules}
         self._calendars: dict[str, MarketCalendar] = {
             s.calendar: get_calendar(s.calendar) for s in self._schedules.values()
@@ -83,32 +89,39 @@ class DataLagRules:
         self, rows: Iterable[tuple[str, str, datetime | None]], now: datetime
     ) -> dict[Pair, DataLag | None]:
         """``(symbol, timeframe, last_bar_at)`` rows -> each pair's :class:`DataLag`, or None
-        for a pair without a schedule or outside its calendar's bounds."""
+        for a pair without a schedule or outside its calendar's bounds. Pairs of one schedule
+        with the same stored bar share one (immutable) result."""
         at = ensure_utc(now, name="now")
-        expected: dict[tuple[str, str, int], datetime | None] = {}
-        behind: dict[tuple[str, str, int, datetime], DataLag | None] = {}
+        keys = self._keys
+        due: dict[ScheduleKey, datetime | None] = {}
+        cache: dict[tuple[ScheduleKey, datetime | None], DataLag | None] = {}
         out: dict[Pair, DataLag | None] = {}
         for symbol, timeframe, last in rows:
-            schedule = self._schedules.get((symbol, timeframe))
-            if schedule is None:
-                out[(symbol, timeframe)] = None
+            pair = (symbol, timeframe)
+            key = keys.get(pair)
+            if key is None:
+                out[pair] = None
                 continue
-            key = (schedule.calendar, timeframe, schedule.grace_seconds)
-            if key not in expected:
-                expected[key] = self._due(key, at)
-            due = expected[key]
-            if due is None:
-                out[(symbol, timeframe)] = None
-            elif last is None:
-                out[(symbol, timeframe)] = DataLag(None, due, None, None, "missing")
-            elif last >= due:
-                out[(symbol, timeframe)] = DataLag(last, due, 0, 0.0, "current")
-            else:
-                lag_key = (*key, last)
-                if lag_key not in behind:
-                    behind[lag_key] = self._lag(key, last, at)
-                out[(symbol, timeframe)] = behind[lag_key]
+            cache_key = (key, last)
+            if cache_key in cache:
+                out[pair] = cache[cache_key]
+                continue
+            if key not in due:
+                due[key] = self._due(key, at)
+            lag = cache[cache_key] = self._rate(key, due[key], last, at)
+            out[pair] = lag
         return out
+
+    def _rate(
+        self, key: ScheduleKey, due: datetime | None, last: datetime | None, at: datetime
+    ) -> DataLag | None:
+        if due is None:
+            return None
+        if last is None:
+            return DataLag(None, due, None, None, "missing")
+        if last >= due:
+            return DataLag(last, due, 0, 0.0, "current")
+        return self._lag(key, last, at)
 
     def is_late_beyond_tolerance(self, timeframe: str, lag: DataLag | None) -> bool:
         return (
@@ -117,7 +130,7 @@ class DataLagRules:
             and (lag.data_lag_seconds or 0.0) > self.tolerance_seconds(timeframe)
         )
 
-    def _due(self, key: tuple[str, str, int], at: datetime) -> datetime | None:
+    def _due(self, key: ScheduleKey, at: datetime) -> datetime | None:
         calendar, timeframe, grace = key
         try:
             return due_bar_open(
@@ -129,7 +142,7 @@ class DataLagRules:
         except CalendarOutOfBounds:
             return None
 
-    def _lag(self, key: tuple[str, str, int], last: datetime, at: datetime) -> DataLag | None:
+    def _lag(self, key: ScheduleKey, last: datetime, at: datetime) -> DataLag | None:
         calendar, timeframe, grace = key
         try:
             return data_lag(

@@ -216,7 +216,6 @@ class StalenessReport(Contract):
     timestamp: UtcTimestamp
     summary: FreshnessSummary
     by_status: PairsByStatus
-    data_summary: DataStatusSummary | None = None
 
 
 class Execution(Contract):

@@ -157,7 +157,7 @@ def test_staleness_report_has_summary_and_all_four_status_lists(api):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"timestamp", "summary", "by_status", "data_summary"}
+    assert set(body) == {"timestamp", "summary", "by_status"}
     assert _is_z_timestamp(body["timestamp"])
     assert body["summary"] == {
         "fresh_count": 1,

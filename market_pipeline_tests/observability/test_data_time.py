@@ -187,7 +187,7 @@ def test_a_store_without_calendars_leaves_data_time_null(engine):
     store = ObservabilityStore(engine, clock=FixedClock(utc(2026, 12, 1)))
     store_bars(store, {("AAPL", "1d"): utc(2026, 11, 30)}, utc(2026, 11, 30, 22))
     report = store.get_feature_staleness_report()
-    assert report.data_summary is None
+    assert store.get_scheduler_health().data_summary is None
     (item,) = report.by_status.fresh + report.by_status.aging + report.by_status.stale
     assert item.last_bar_at == utc(2026, 11, 30)
     assert (item.data_status, item.expected_last_bar_at) == (None, None)

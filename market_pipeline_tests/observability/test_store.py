@@ -1084,9 +1084,7 @@ DATA_TIME_FIELDS = (
 def test_staleness_report_has_the_spec_shape(store):
     seed_freshness(store, {("AAPL", "1d"): 1200, ("MSFT", "1d"): 7200, ("XYZ", "1h"): 90000})
     report = store.get_feature_staleness_report().model_dump()
-    # The spec's keys, then the data-time addition (null: this store knows no calendars).
-    assert list(report) == ["timestamp", "summary", "by_status", "data_summary"]
-    assert report["data_summary"] is None
+    assert list(report) == ["timestamp", "summary", "by_status"]
     assert report["timestamp"] == T0
     assert report["summary"] == {
         "fresh_count": 1,

@@ -8,6 +8,7 @@ fields null.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +43,21 @@ def _last_bars_stmt(ctx: StoreContext) -> Any:
     return sa.select(symbol, timeframe, freshness_t.c.last_bar_at).select_from(source)
 
 
-def summary(ctx: StoreContext, lags: dict[Pair, DataLag | None]) -> dict[str, int]:
-    """The :class:`~market_pipeline.domain.reports.DataStatusSummary` fields of ``lags``."""
+def evaluate(
+    ctx: StoreContext, rows: Iterable[tuple[str, str, datetime | None]], now: datetime
+) -> dict[Pair, DataLag | None]:
+    """The data lag of the given ``(symbol, timeframe, last_bar_at)`` rows (empty without
+    rules)."""
+    return {} if ctx.lag_rules is None else ctx.lag_rules.evaluate(rows, now)
+
+
+def summary(lags: dict[Pair, DataLag | None], late: list[LateRow]) -> dict[str, int]:
+    """The :class:`~market_pipeline.domain.reports.DataStatusSummary` fields of ``lags``, with
+    ``late`` the pairs of :func:`late_beyond_tolerance`."""
     counts = count_by_data_status(lags.values())
     return {
         **{f"{status}_count": count for status, count in counts.items()},
-        "late_beyond_tolerance_count": len(late_beyond_tolerance(ctx, lags)),
+        "late_beyond_tolerance_count": len(late),
     }
 
 
@@ -68,7 +78,9 @@ def late_beyond_tolerance(ctx: StoreContext, lags: dict[Pair, DataLag | None]) -
             "tolerance_seconds": rules.tolerance_seconds(timeframe),
         }
         for (symbol, timeframe), lag in lags.items()
-        if lag is not None and rules.is_late_beyond_tolerance(timeframe, lag)
+        if lag is not None
+        and lag.data_status == "late"
+        and rules.is_late_beyond_tolerance(timeframe, lag)
     ]
     late.sort(key=_most_lagging_first)
     return late

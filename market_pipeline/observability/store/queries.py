@@ -78,12 +78,13 @@ def staleness_report(ctx: StoreContext, *, limit: int = 50) -> StalenessReport:
         fetch="all",
         write=False,
     )
-    lags = data_lag_reads.read_lags(ctx, now)
+    # Data time of the listed pairs only: the counts over every pair are health's.
+    lags = data_lag_reads.evaluate(ctx, ((r[0], r[1], r[6]) for r in rows), now)
     by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
     counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
     for symbol, timeframe, last, count, status, status_count, last_bar in rows:
         counts[status] = status_count
-        lag = None if lags is None else lags.get((symbol, timeframe))
+        lag = lags.get((symbol, timeframe))
         by_status[status].append(
             {
                 "symbol": symbol,
@@ -101,12 +102,7 @@ def staleness_report(ctx: StoreContext, *, limit: int = 50) -> StalenessReport:
     summary = {f"{status}_count": counts[status] for status in FRESHNESS_STATUSES}
     summary["total_monitored"] = sum(counts.values())
     return StalenessReport.model_validate(
-        {
-            "timestamp": now,
-            "summary": summary,
-            "by_status": by_status,
-            "data_summary": None if lags is None else data_lag_reads.summary(ctx, lags),
-        }
+        {"timestamp": now, "summary": summary, "by_status": by_status}
     )
 
 
@@ -189,7 +185,7 @@ def scheduler_health(ctx: StoreContext, *, recent_failures_limit: int = 10) -> S
     if lags is not None:
         late = data_lag_reads.late_beyond_tolerance(ctx, lags)
         data_time = {
-            "data_summary": data_lag_reads.summary(ctx, lags),
+            "data_summary": data_lag_reads.summary(lags, late),
             "late_pairs": late[:recent_failures_limit],
         }
     return _health(now, summary, failures, late, data_time)
