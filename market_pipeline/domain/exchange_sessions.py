@@ -51,6 +51,7 @@ class ExchangeCalendar(MarketCalendar):
     def __init__(self, name: str, *, start: date, end: date) -> None:
         self.name = name
         library = library_calendar(name, start, end)
+        self.timezone = str(library.tz)
         opens = [int(ns) // _NS for ns in library.opens.astype("int64")]
         closes = [int(ns) // _NS for ns in library.closes.astype("int64")]
         breaks = zip(_seconds(library.break_starts), _seconds(library.break_ends), strict=True)

@@ -51,6 +51,8 @@ class MarketCalendar(ABC):
 
     name: str
     aligns_to_epoch: bool
+    timezone: str = "UTC"
+    """The zone whose local date names a session (the exchange's; UTC for 24/7 and FX)."""
 
     @abstractmethod
     def periods_before(self, instant: int) -> Iterator[Period]:

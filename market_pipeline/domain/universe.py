@@ -39,6 +39,7 @@ from market_pipeline.domain.calendars import (
     DEFAULT_CALENDARS,
     UnknownCalendarError,
     check_calendar_name,
+    get_calendar,
 )
 from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule, parse_tolerances
 from market_pipeline.domain.timeframes import ASSET_CLASSES, Timeframe, TimeframeError
@@ -134,6 +135,11 @@ class Universe:
             return self._by_symbol[symbol]
         except KeyError:
             raise UniverseError(f"symbol {symbol!r} is not in the universe {self.source}") from None
+
+    def session_timezone_of(self, symbol: str) -> str:
+        """The time zone whose local date is a trading session of ``symbol`` (its exchange's;
+        UTC for 24/7 and FX): the session VWAP resets there."""
+        return get_calendar(self.calendar_of(symbol)).timezone
 
     def data_lag_rules(self) -> DataLagRules:
         """Each pair's calendar and the provider's grace, with the tolerances of the file."""

@@ -138,7 +138,10 @@ def refresh_pairs(
     if features:
         # A pair stored for the first time has its whole history in hand: no need to read it back.
         known = {p: f for p, f in clean.items() if p not in latest and outcomes[p].ok}
-        _refresh_features(outcomes, repository, latest, first_new_bar if fetch else None, known)
+        zones = {pair: universe.session_timezone_of(pair[0]) for pair in outcomes}
+        _refresh_features(
+            outcomes, repository, latest, first_new_bar if fetch else None, known, zones
+        )
 
     for outcome in outcomes.values():
         outcome.completed_at = clock()
@@ -207,7 +210,9 @@ def refresh_in_chunks(
 
 
 def _features_of(
-    ready: dict[Pair, pd.DataFrame], outcomes: dict[Pair, PairOutcome]
+    ready: dict[Pair, pd.DataFrame],
+    outcomes: dict[Pair, PairOutcome],
+    session_timezones: dict[Pair, str],
 ) -> dict[Pair, pd.DataFrame]:
     """Features of all pairs in one batched pass; if the batch raises, pair by pair, so that a
     numeric problem in one series fails that pair only."""
@@ -215,7 +220,8 @@ def _features_of(
         return {}
     try:
         return compute_features_many(
-            (pair, bars, outcomes[pair].asset_class, pair[1]) for pair, bars in ready.items()
+            ((pair, bars, outcomes[pair].asset_class, pair[1]) for pair, bars in ready.items()),
+            session_timezones=session_timezones,
         )
     except Exception:  # noqa: BLE001 - find the culprit below
         log.warning("batched feature computation failed; retrying pair by pair")
@@ -223,7 +229,10 @@ def _features_of(
     for pair, bars in ready.items():
         try:
             out[pair] = compute_features(
-                bars, asset_class=outcomes[pair].asset_class, timeframe=pair[1]
+                bars,
+                asset_class=outcomes[pair].asset_class,
+                timeframe=pair[1],
+                session_tz=session_timezones.get(pair),
             )
         except Exception as exc:  # noqa: BLE001
             outcomes[pair].fail("computing features", exc)
@@ -236,6 +245,7 @@ def _refresh_features(
     latest: dict[Pair, datetime],
     first_new_bar: dict[Pair, pd.Timestamp | None] | None,
     known_history: dict[Pair, pd.DataFrame],
+    session_timezones: dict[Pair, str],
 ) -> None:
     live = [pair for pair, outcome in outcomes.items() if outcome.ok]
     history = dict(known_history)
@@ -251,7 +261,7 @@ def _refresh_features(
         outcome.first_bar_at = _utc(bars["ts"].iloc[0])
         outcome.last_bar_at = _utc(bars["ts"].iloc[-1])
         ready[pair] = bars
-    features = _features_of(ready, outcomes)
+    features = _features_of(ready, outcomes, session_timezones)
     computed: dict[Pair, pd.DataFrame] = {}
     for pair, frame in features.items():
         if first_new_bar is not None and pair in latest:

@@ -648,3 +648,23 @@ def test_timestamps_displayed_in_another_zone_are_the_same_instants_and_come_bac
     actual = compute_features(shown_in_new_york, asset_class="equity", timeframe="1h")
     pd.testing.assert_frame_equal(actual, expected, check_exact=True)
     assert str(actual["ts"].dt.tz) == "UTC"
+
+
+def test_a_tokyo_listing_s_vwap_resets_on_tokyo_sessions_not_new_york_dates():
+    # XTKS hourly bars of 2024-11-13 and -14 (09:00-15:00 JST = 00:00-06:00 UTC). New York's
+    # date changes at 05:00 UTC, in the middle of each Tokyo session.
+    timestamps = [f"2024-11-{d}T{h:02d}:00Z" for d in (13, 14) for h in (0, 1, 3, 4, 5)]
+    bars = _intraday_bars(timestamps, seed=5)
+    tokyo = compute_features(bars, asset_class="equity", timeframe="1h", session_tz="Asia/Tokyo")
+    _assert_close(tokyo["vwap"], _vwap_reference(bars, "Asia/Tokyo"), rtol=1e-12)
+    typical = ((bars["high"] + bars["low"] + bars["close"]) / 3.0).to_numpy()
+    assert np.flatnonzero(np.isclose(tokyo["vwap"], typical, rtol=1e-14)).tolist() == [0, 5]
+    # The default (New York dates) would cut each session at 05:00 UTC.
+    default = compute_features(bars, asset_class="equity", timeframe="1h")
+    assert not np.allclose(default["vwap"], tokyo["vwap"], equal_nan=True)
+    many = compute_features_many(
+        [("T", bars, "equity", "1h"), ("N", bars, "equity", "1h")],
+        session_timezones={"T": "Asia/Tokyo"},
+    )
+    _assert_close(many["T"]["vwap"], tokyo["vwap"], rtol=1e-15)
+    _assert_close(many["N"]["vwap"], default["vwap"], rtol=1e-15)

@@ -156,7 +156,7 @@ def test_a_series_whose_features_raise_fails_alone_in_the_batch():
         pair: PairOutcome(pair[0], pair[1], "equity", started_at=T1)
         for pair in [("GOOD", "1d"), ("BAD", "1d")]
     }
-    out = _features_of({("GOOD", "1d"): good, ("BAD", "1d"): bad}, outcomes)
+    out = _features_of({("GOOD", "1d"): good, ("BAD", "1d"): bad}, outcomes, {})
     assert set(out) == {("GOOD", "1d")} and len(out[("GOOD", "1d")]) == 30
     assert outcomes[("GOOD", "1d")].ok
     assert "computing features failed for BAD 1d" in outcomes[("BAD", "1d")].error

@@ -6,7 +6,7 @@ Everything here is pandas at the edges: the bars are checked and turned into fla
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -19,7 +19,9 @@ from market_pipeline.domain.features.layout import compute, series_kind
 K = TypeVar("K", bound=Hashable)
 
 
-def compute_features(bars: pd.DataFrame, *, asset_class: str, timeframe: str) -> pd.DataFrame:
+def compute_features(
+    bars: pd.DataFrame, *, asset_class: str, timeframe: str, session_tz: str | None = None
+) -> pd.DataFrame:
     """Compute the feature columns of one series of bars.
 
     Args:
@@ -27,18 +29,26 @@ def compute_features(bars: pd.DataFrame, *, asset_class: str, timeframe: str) ->
             ascending by ``ts`` with unique timestamps.
         asset_class: ``equity``, ``crypto`` or ``fx`` (annualisation, VWAP session time zone).
         timeframe: e.g. ``1m``, ``5m``, ``1h``, ``1d``.
+        session_tz: the time zone whose local date is the VWAP session (the exchange's, e.g.
+            ``Asia/Tokyo`` for XTKS); default: the asset class's (New York for equities).
 
     Returns:
         A frame with the same index and row order as ``bars``: ``ts`` (in UTC) followed by the
         float64 ``FEATURE_COLUMNS``. An empty input gives an empty frame with those columns.
     """
     return compute_features_stacked(
-        bars, lengths=[len(bars)], asset_classes=[asset_class], timeframes=[timeframe]
+        bars,
+        lengths=[len(bars)],
+        asset_classes=[asset_class],
+        timeframes=[timeframe],
+        session_timezones=[session_tz],
     )
 
 
 def compute_features_many(
     series: Iterable[tuple[K, pd.DataFrame, str, str]],
+    *,
+    session_timezones: Mapping[K, str] | None = None,
 ) -> dict[K, pd.DataFrame]:
     """Compute features for many series in one vectorised pass.
 
@@ -48,6 +58,8 @@ def compute_features_many(
     Args:
         series: ``(key, bars, asset_class, timeframe)`` tuples; ``bars`` as for
             :func:`compute_features`. Keys must be unique.
+        session_timezones: the VWAP session time zone of a key (its exchange's); keys not in it
+            take their asset class's.
 
     Returns:
         ``{key: features}``, each frame what :func:`compute_features` returns for it (if the
@@ -71,6 +83,7 @@ def compute_features_many(
         lengths=lengths,
         asset_classes=[item[2] for item in items],
         timeframes=[item[3] for item in items],
+        session_timezones=[(session_timezones or {}).get(key) for key in keys],
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return {key: features.iloc[offsets[i] : offsets[i + 1]] for i, key in enumerate(keys)}
@@ -82,6 +95,7 @@ def compute_features_stacked(
     lengths: Sequence[int],
     asset_classes: Sequence[str],
     timeframes: Sequence[str],
+    session_timezones: Sequence[str | None] | None = None,
 ) -> pd.DataFrame:
     """Compute features for series stored back to back in one long frame.
 
@@ -106,7 +120,10 @@ def compute_features_stacked(
         raise ValueError(
             f"series lengths add up to {int(lengths_arr.sum())}, but bars has {len(bars)} rows"
         )
-    kinds = [series_kind(a, t) for a, t in zip(asset_classes, timeframes, strict=True)]
+    zones = list(session_timezones) if session_timezones is not None else [None] * len(timeframes)
+    if len(zones) != len(timeframes):
+        raise ValueError("session_timezones must have one entry per series")
+    kinds = [series_kind(a, t, z) for a, t, z in zip(asset_classes, timeframes, zones, strict=True)]
     values = compute(
         *_ts_ticks(bars["ts"]),
         *(_float_column(bars, name) for name in ("high", "low", "close", "volume")),

@@ -37,14 +37,15 @@ class SeriesKind:
 
 
 @functools.lru_cache(maxsize=256)
-def series_kind(asset_class: str, timeframe: str) -> SeriesKind:
-    """The kind of a series of ``asset_class`` and ``timeframe`` (cached: few pairs recur)."""
+def series_kind(asset_class: str, timeframe: str, session_tz: str | None = None) -> SeriesKind:
+    """The kind of a series of ``asset_class`` and ``timeframe`` whose VWAP sessions are the
+    local dates of ``session_tz`` (default: the asset class's zone); cached, few kinds recur."""
     check_asset_class(asset_class)
     tf = Timeframe.parse(timeframe)
     return SeriesKind(
         sqrt_bars_per_year=float(np.sqrt(tf.bars_per_year(asset_class))),
         intraday=tf.is_intraday,
-        session_tz=SESSION_TIMEZONE[asset_class],
+        session_tz=session_tz or SESSION_TIMEZONE[asset_class],
     )
 
 
