@@ -46,6 +46,7 @@ def build_definitions(
                 url=_database_url_config(settings),
                 failure_alert_threshold=settings.failure_alert_threshold,
                 coverage_retention_days=settings.coverage_retention_days,
+                coverage_objective=settings.coverage_objective,
             ),
             "market_data": MarketDataResource(universe_path=str(settings.universe_path)),
         },

@@ -76,7 +76,10 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
     engine = _engine(settings)
     try:
         built = build_report(
-            _store(settings, engine, at=at), staleness_limit=args.limit, history_limit=args.history
+            _store(settings, engine, at=at),
+            staleness_limit=args.limit,
+            history_limit=args.history,
+            coverage_objective=settings.coverage_objective,
         )
     finally:
         engine.dispose()
@@ -107,12 +110,24 @@ def demo(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{result.summary()} in {time.perf_counter() - started:.1f} s")
     summary = _reconcile(settings)
     print(f"mirrored runs into the observability tables: {summary}")
+    _sample_coverage(settings)
     args.limit, args.history, args.json = 10, 5, False
     status = report(settings, args)
     print()
     print(f"Dashboard: http://{DEFAULT_HOST}:{DEFAULT_PORT}/dashboard")
     print(f"Serve it:  {serve_command()}")
     return status
+
+
+def _sample_coverage(settings: Settings) -> None:
+    """One coverage sample, as the freshness sensor takes between runs (no daemon runs here)."""
+    engine = _engine(settings)
+    try:
+        _store(settings, engine).data_time.record_coverage_sample(
+            retention_days=settings.coverage_retention_days
+        )
+    finally:
+        engine.dispose()
 
 
 _SERVE_ENV = ("MARKET_PIPELINE_HOME", "MARKET_PIPELINE_UNIVERSE", "MARKET_PIPELINE_DB_URL")

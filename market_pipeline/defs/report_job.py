@@ -61,7 +61,12 @@ def scheduler_health_report(
 ) -> dg.Output[str]:
     """Builds the health, staleness and history report and shows it as Markdown."""
     store = database.store(market_data.universe())
-    report = build_report(store, staleness_limit=20, history_limit=10)
+    report = build_report(
+        store,
+        staleness_limit=20,
+        history_limit=10,
+        coverage_objective=database.coverage_objective,
+    )
     _log_findings(context, report, store.failure_alert_threshold)
     context.instance.add_run_tags(context.run_id, {HEALTH_TAG: report.health.status})
     return dg.Output(report.health.status, metadata=_metadata(report))

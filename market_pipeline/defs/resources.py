@@ -21,6 +21,7 @@ class DatabaseResource(dg.ConfigurableResource):
     url: str
     failure_alert_threshold: int = 3
     coverage_retention_days: int = 35
+    coverage_objective: float = 0.99
 
     _engine: Engine | None = PrivateAttr(default=None)
 

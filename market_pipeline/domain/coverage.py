@@ -17,51 +17,15 @@ Pairs whose data status is unknown (no calendar, outside its bounds) are left ou
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated
-
-from pydantic import Field, NonNegativeInt
 
 from market_pipeline.domain.data_lag import DataLag
-from market_pipeline.domain.reports import Contract, UtcTimestamp
+from market_pipeline.domain.reports import CoverageReport, CoverageWindow
 
 SLO_PERIOD = "30d"
 WINDOWS = {"1h": 3600, "24h": 86_400, "30d": 30 * 86_400}
 """The windows the SLI is given over, by name, in seconds."""
 
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class CoverageGroup(Contract):
-    """One (timeframe, asset class) of the newest sample."""
-
-    timeframe: str
-    asset_class: str
-    monitored_count: NonNegativeInt
-    current_count: NonNegativeInt
-    late_count: NonNegativeInt
-    late_beyond_tolerance_count: NonNegativeInt
-    share: Share | None
-
-
-class CoverageWindow(Contract):
-    """The SLI over one window ending now; null figures when no sample lies in it."""
-
-    window: str
-    window_seconds: NonNegativeInt
-    samples: NonNegativeInt
-    sli: Share | None
-    burn_rate: Annotated[float, Field(ge=0.0)] | None
-
-
-class CoverageReport(Contract):
-    """The coverage SLI over 1 h, 24 h and 30 d, the error budget and the newest sample."""
-
-    timestamp: UtcTimestamp
-    objective: Annotated[float, Field(gt=0.0, lt=1.0)]
-    windows: list[CoverageWindow]
-    error_budget_remaining: float | None
-    latest_sampled_at: UtcTimestamp | None
-    latest: list[CoverageGroup]
+__all__ = ["SLO_PERIOD", "WINDOWS", "CoverageReport", "error_budget_remaining", "sample_counts"]
 
 
 def sample_counts(

@@ -134,11 +134,72 @@ def _history_lines(report: SchedulerReport, h1: str, markdown: bool) -> list[str
     return ["", f"{h1}Recent executions", *_table(headers, rows, markdown)]
 
 
+def _data_time_lines(report: SchedulerReport, h1: str, markdown: bool) -> list[str]:
+    """Data time: the counts, the pairs late beyond tolerance and the coverage SLI."""
+    health, coverage = report.health, report.coverage
+    data = health.data_summary
+    if data is None:
+        return []
+    lines = ["", f"{h1}Data time (is the newest due bar stored?)"]
+    lines += _table(
+        ["current", "late", "beyond tolerance", "missing", "unknown"],
+        [
+            [
+                str(data.current_count),
+                str(data.late_count),
+                str(data.late_beyond_tolerance_count),
+                str(data.missing_count),
+                str(data.unknown_count),
+            ]
+        ],
+        markdown,
+    )
+    if health.late_pairs:
+        lines += ["", "Late beyond tolerance (most lagging first):"]
+        lines += _table(
+            ["symbol", "timeframe", "last bar", "due", "bars behind", "lag"],
+            [
+                [
+                    p.symbol,
+                    p.timeframe,
+                    _ts(p.last_bar_at),
+                    _ts(p.expected_last_bar_at),
+                    str(p.bars_behind),
+                    _age(p.data_lag_seconds),
+                ]
+                for p in health.late_pairs
+            ],
+            markdown,
+        )
+    if coverage is not None:
+        budget = coverage.error_budget_remaining
+        lines += [
+            "",
+            f"Coverage SLI (objective {coverage.objective:.2%}; 30-day error budget left: "
+            f"{'-' if budget is None else f'{budget:.1%}'}):",
+        ]
+        lines += _table(
+            ["window", "samples", "SLI", "burn rate"],
+            [
+                [
+                    w.window,
+                    str(w.samples),
+                    "-" if w.sli is None else f"{w.sli:.2%}",
+                    "-" if w.burn_rate is None else f"{w.burn_rate:.2f}",
+                ]
+                for w in coverage.windows
+            ],
+            markdown,
+        )
+    return lines
+
+
 def render(report: SchedulerReport, *, markdown: bool = False) -> str:
     """The report as readable text; ``markdown`` for the Dagster UI."""
     h1 = "## " if markdown else ""
     lines = _health_lines(report.health, h1)
     lines += _freshness_lines(report.staleness, h1, markdown)
+    lines += _data_time_lines(report, h1, markdown)
     lines += _failure_lines(report.health, h1, markdown)
     lines += _history_lines(report, h1, markdown)
     return "\n".join(lines)

@@ -244,9 +244,47 @@ class ExecutionHistory(Contract):
     executions: Annotated[list[Execution], Field(max_length=MAX_LIMIT)]
 
 
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class CoverageGroup(Contract):
+    """One (timeframe, asset class) of the newest sample."""
+
+    timeframe: str
+    asset_class: str
+    monitored_count: NonNegativeInt
+    current_count: NonNegativeInt
+    late_count: NonNegativeInt
+    late_beyond_tolerance_count: NonNegativeInt
+    share: Share | None
+
+
+class CoverageWindow(Contract):
+    """The SLI over one window ending now; null figures when no sample lies in it."""
+
+    window: str
+    window_seconds: NonNegativeInt
+    samples: NonNegativeInt
+    sli: Share | None
+    burn_rate: Annotated[float, Field(ge=0.0)] | None
+
+
+class CoverageReport(Contract):
+    """The coverage SLI over 1 h, 24 h and 30 d, the error budget and the newest sample."""
+
+    timestamp: UtcTimestamp
+    objective: Annotated[float, Field(gt=0.0, lt=1.0)]
+    windows: list[CoverageWindow]
+    error_budget_remaining: float | None
+    latest_sampled_at: UtcTimestamp | None
+    latest: list[CoverageGroup]
+
+
 class SchedulerReport(Contract):
-    """Health, staleness and history read at the same moment: the CLI and Dagster report."""
+    """Health, staleness, history and coverage read at the same moment: the CLI and Dagster
+    report (coverage is null when the store knows no calendars)."""
 
     health: SchedulerHealth
     staleness: StalenessReport
     history: ExecutionHistory
+    coverage: CoverageReport | None = None

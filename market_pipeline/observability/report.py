@@ -11,11 +11,19 @@ if TYPE_CHECKING:
 
 
 def build_report(
-    store: ObservabilityStore, *, staleness_limit: int = 20, history_limit: int = 10
+    store: ObservabilityStore,
+    *,
+    staleness_limit: int = 20,
+    history_limit: int = 10,
+    coverage_objective: float = 0.99,
 ) -> SchedulerReport:
-    """Health, staleness and history from ``store``, read one after the other."""
+    """Health, staleness, history and (when the store knows calendars) the coverage SLI from
+    ``store``, read one after the other."""
     return SchedulerReport(
         health=store.get_scheduler_health(),
         staleness=store.get_feature_staleness_report(limit=staleness_limit),
         history=store.get_execution_history(limit=history_limit),
+        coverage=None
+        if store.data_lag_rules is None
+        else store.data_time.coverage_report(objective=coverage_objective),
     )

@@ -87,9 +87,13 @@ def test_report_at_an_instant_in_the_past_rates_freshness_as_of_then(demo_home, 
     past = _report_at(capsys, (datetime.now(UTC) - timedelta(days=7)).isoformat())
     assert {i["staleness_seconds"] for i in _all_items(past).values()} == {0}
     assert past["health"]["timestamp"] < now["health"]["timestamp"]
-    # The text report takes --at too.
+    # The text report takes --at too, with its data-time section and the coverage SLI.
     assert main(["report", "--at", "2026-11-27T18:30:00Z"]) == 0
-    assert "2026-11-27" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "as of 2026-11-27 18:30:00Z" in text
+    assert "Data time (is the newest due bar stored?)" in text
+    assert "Coverage SLI (objective 99.00%" in text
+    assert past["coverage"]["objective"] == 0.99
 
 
 @pytest.mark.parametrize(

@@ -261,3 +261,20 @@ def test_coverage_retention_deletes_old_samples_and_bad_arguments_are_refused(en
         store.data_time.record_coverage_sample(retention_days=0)
     with pytest.raises(ValueError, match="objective must be between 0 and 1"):
         store.data_time.coverage_report(objective=1.0)
+
+
+def test_fx_minute_bars_sunday_21_59_versus_22_01_utc(engine):
+    schedules = {("EURUSD", "1m"): FX}
+    friday_last = utc(2026, 11, 27, 21, 59)  # the week's last minute bar, closing 22:00 Friday
+    store, clock = data_store(engine, utc(2026, 11, 29, 21, 59), schedules)
+    store_bars(store, {("EURUSD", "1m"): friday_last}, utc(2026, 11, 27, 22, 1))
+    before = items(store)[("EURUSD", "1m")]
+    # 21:59 Sunday: the market has been shut all weekend, nothing is due since Friday's bar.
+    assert (before.data_status, before.expected_last_bar_at) == ("current", friday_last)
+    assert before.status == "stale"  # run time: computed two days ago
+    clock.now = utc(2026, 11, 29, 22, 1)
+    after = items(store)[("EURUSD", "1m")]
+    # 22:01: the week opened at 22:00 and its first minute bar closed at 22:01.
+    assert (after.data_status, after.bars_behind) == ("late", 1)
+    assert after.expected_last_bar_at == utc(2026, 11, 29, 22, 0)
+    assert after.data_lag_seconds == pytest.approx(0)
