@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 from market_pipeline.api.app import ROUTES, create_app
+from market_pipeline.domain.lag_rules import DataLagRules, PairSchedule
 from market_pipeline.observability.store import ObservabilityStore
 from market_pipeline_tests.support.api import (
     MONITORED_PAIRS,
@@ -28,8 +30,27 @@ SEED = 20241113
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(engine, db_url, tmp_path):
-    store = ObservabilityStore(engine, monitored_pairs=MONITORED_PAIRS)
-    seed_healthy(store)
+    schedules = {pair: PairSchedule("24/7", 0, "equity") for pair in MONITORED_PAIRS}
+    store = ObservabilityStore(
+        engine, monitored_pairs=MONITORED_PAIRS, data_lag_rules=DataLagRules(schedules)
+    )
+    now = seed_healthy(store)
+    # Data time in every body: one pair current, one late (within tolerance, so health stays
+    # healthy and /healthz 200), the rest missing (no bar), and a coverage sample.
+    current, _, late = MONITORED_PAIRS[:3]
+    store.update_feature_freshness_many(
+        [
+            {
+                "symbol": symbol,
+                "timeframe": tf,
+                "last_computed_at": now,
+                "data_point_count": 10,
+                "last_bar_at": bar,
+            }
+            for (symbol, tf), bar in ((current, now), (late, now - timedelta(hours=2)))
+        ]
+    )
+    store.data_time.record_coverage_sample()
     app = create_app(settings_for_store(db_url, tmp_path, token=TOKEN), store=store)
 
     with running_server(app) as url:
