@@ -24,7 +24,7 @@ Every setting has one environment variable and one default, named here and in th
 - ``MARKET_PIPELINE_COVERAGE_OBJECTIVE``: the coverage SLO, the share of monitored pairs whose
   newest due bar is stored, between 0 and 1 exclusive (default 0.99).
 - ``MARKET_PIPELINE_COVERAGE_RETENTION_DAYS``: days of coverage samples kept (default 35, a
-  little over the 30-day SLO window).
+  little over the 30-day SLO window; at least 30).
 """
 
 from __future__ import annotations
@@ -103,9 +103,7 @@ class Settings:
             ),
             dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
             coverage_objective=_objective(env.get("MARKET_PIPELINE_COVERAGE_OBJECTIVE")),
-            coverage_retention_days=_positive_int(
-                env, "MARKET_PIPELINE_COVERAGE_RETENTION_DAYS", 35
-            ),
+            coverage_retention_days=_retention_days(env),
         )
 
     def per_pair_metrics(self, pairs: int) -> bool:
@@ -135,6 +133,16 @@ def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> floa
     if not value > 0 or math.isinf(value):
         raise ValueError(f"{name} must be a positive number of seconds, got {text!r}")
     return value
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    days = _positive_int(env, "MARKET_PIPELINE_COVERAGE_RETENTION_DAYS", 35)
+    if days < 30:
+        raise ValueError(
+            f"MARKET_PIPELINE_COVERAGE_RETENTION_DAYS must be at least 30 (the SLO window), got "
+            f"{days}"
+        )
+    return days
 
 
 def _objective(text: str | None) -> float:

@@ -80,20 +80,33 @@ MAX_CHANGES_PER_TICK = 1000
 def changed_statuses(
     lags: dict[tuple[str, str], DataLag | None], cursor: str | None
 ) -> tuple[list[tuple[tuple[str, str], DataLag | None]], str]:
-    """The pairs whose data status differs from the one last reported (the cursor keeps the
-    pairs last reported other than ``current``), at most :data:`MAX_CHANGES_PER_TICK`; and the
-    cursor once those are reported."""
+    """The pairs whose data state differs from the one last reported, at most
+    :data:`MAX_CHANGES_PER_TICK`; and the cursor once those are reported.
+
+    The cursor keeps, for the pairs last reported other than ``current``, their status and
+    stored bar (``late@2026-11-27T17:30:00Z``): a run in between stores a newer bar and reports
+    the check passed, so a pair that stalls again on that newer bar is reported again. Pairs
+    that left the universe are dropped from it."""
     reported: dict[str, str] = json.loads(cursor) if cursor else {}
+    keys = {key_of(*pair): pair for pair in lags}
+    reported = {key: state for key, state in reported.items() if key in keys}
     changed = []
-    for pair, lag in lags.items():
-        status = "current" if lag is None else lag.data_status
-        key = key_of(*pair)
-        if reported.get(key, "current") != status:
+    for key, pair in keys.items():
+        lag = lags[pair]
+        state = _state(lag)
+        if reported.get(key, "current") != state:
             changed.append((pair, lag))
-            if status == "current":
+            if state == "current":
                 reported.pop(key, None)
             else:
-                reported[key] = status
+                reported[key] = state
             if len(changed) == MAX_CHANGES_PER_TICK:
                 break
     return changed, json.dumps(reported, sort_keys=True)
+
+
+def _state(lag: DataLag | None) -> str:
+    if lag is None or lag.data_status == "current":
+        return "current"
+    stored = "none" if lag.last_bar_at is None else format_utc(lag.last_bar_at)
+    return f"{lag.data_status}@{stored}"

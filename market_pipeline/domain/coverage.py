@@ -1,15 +1,21 @@
-"""The coverage SLI and its error budget: is the newest due bar of each monitored pair stored?
+"""The coverage SLI and its error budget: is each monitored pair's newest due bar stored, or
+at least not overdue?
 
-Each freshness refresh takes a *sample*: per (timeframe, asset class), the monitored pairs and
-how many of them are ``current`` (:mod:`market_pipeline.domain.data_lag`). Over a window, the
-SLI is the sum of current over the sum of monitored of the samples in it, so every sample
-weighs as many pairs as it counted. Against an objective (say 0.99):
+Each freshness refresh takes a *sample*: per (timeframe, asset class), the monitored pairs, how
+many are ``current``, ``late`` and late beyond their timeframe's tolerance
+(:mod:`market_pipeline.domain.lag_rules`). A pair is *covered* when it is current or late within
+tolerance: the tolerance absorbs the schedules' cadence (a 1m pair refreshed every 15 minutes is
+late by up to 15 minutes by design), so only a missed refresh, a stuck vendor or a pair with no
+bar counts against the objective. Over a window, the SLI is the sum of covered over the sum of
+monitored of the samples in it, so every sample weighs as many pairs as it counted. Against an
+objective (say 0.99):
 
 - the *burn rate* of a window is its bad share over the allowed bad share,
   ``(1 - sli) / (1 - objective)``: 1 spends the budget exactly over the SLO period, above 1
   faster;
 - the *error budget remaining* over the SLO period (30 days) is ``1 - burn rate`` of that
-  window: 1 untouched, 0 spent, negative overspent.
+  window: 1 untouched, 0 spent, negative overspent. While fewer than 30 days of samples exist it
+  is the budget left at the rate seen so far.
 
 Pairs whose data status is unknown (no calendar, outside its bounds) are left out of a sample.
 """
@@ -48,10 +54,10 @@ def sample_counts(
 
 
 def window(
-    name: str, samples: int, monitored: int, current: int, objective: float
+    name: str, samples: int, monitored: int, covered: int, objective: float
 ) -> CoverageWindow:
     """The window ``name`` from the sums of its samples."""
-    sli = None if monitored == 0 else current / monitored
+    sli = None if monitored == 0 else covered / monitored
     return CoverageWindow(
         window=name,
         window_seconds=WINDOWS[name],

@@ -6,8 +6,9 @@ due bar, so the due bar is found once per schedule and the count of missing bars
 distinct stored bar: the cost grows with the pairs only by a comparison each.
 
 A pair is *late beyond tolerance*, which degrades health, when it is ``late`` and its
-``data_lag_seconds`` exceeds its timeframe's tolerance (:func:`default_tolerance_seconds` unless
-the universe sets ``data_lag_tolerance_seconds``). An instant outside a pair's exchange calendar
+``data_lag_seconds`` exceeds its timeframe's tolerance (:func:`default_tolerance_seconds`, which
+absorbs the schedules' cadence, unless the universe sets ``data_lag_tolerance_seconds``). An
+instant outside a pair's exchange calendar
 (before 1990, after 2035) gives that pair no data-lag figures (``None``) instead of an error:
 a report or a sensor must answer for the other pairs.
 """
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from market_pipeline.domain.bar_schedule import due_bar_open
 from market_pipeline.domain.calendars import CalendarOutOfBounds, MarketCalendar, get_calendar
 from market_pipeline.domain.data_lag import DATA_STATUSES, DataLag, data_lag
+from market_pipeline.domain.schedule_intervals import expected_execution_interval
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.timestamps import ensure_utc
 
@@ -28,14 +30,12 @@ Pair = tuple[str, str]
 ScheduleKey = tuple[str, str, int]
 """``(calendar, timeframe, grace seconds)``: pairs with the same key have the same due bars."""
 
-MIN_TOLERANCE_SECONDS = 600
-MAX_TOLERANCE_SECONDS = 12 * 3600
-
 
 def default_tolerance_seconds(timeframe: Timeframe) -> int:
-    """Two bars' worth of lag, at least 10 minutes and at most 12 hours (a daily bar missing
-    half a day after its close is late; a minute bar is allowed a vendor hiccup)."""
-    return max(MIN_TOLERANCE_SECONDS, min(2 * timeframe.seconds, MAX_TOLERANCE_SECONDS))
+    """The period of the schedule that refreshes ``timeframe`` plus one bar (at most an hour):
+    a pair is only late beyond tolerance once a refresh was missed. 1m: 16 min, 15m: 30 min
+    (refreshed every 15 min); 1h: 25 h, 1d: 25 h (refreshed daily)."""
+    return expected_execution_interval([timeframe.code]) + min(timeframe.seconds, 3600)
 
 
 @dataclass(frozen=True)

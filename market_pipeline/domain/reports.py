@@ -256,7 +256,9 @@ class CoverageGroup(Contract):
     current_count: NonNegativeInt
     late_count: NonNegativeInt
     late_beyond_tolerance_count: NonNegativeInt
-    share: Share | None
+    share: Annotated[
+        Share | None, Field(description="covered (current, or late within tolerance) / monitored")
+    ]
 
 
 class CoverageWindow(Contract):

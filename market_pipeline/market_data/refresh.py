@@ -134,6 +134,14 @@ def refresh_pairs(
             written = {}
         for pair, count in written.items():
             outcomes[pair].rows_inserted = count
+        for pair, bars in clean.items():
+            # The newest stored bar, also for a bars-only run (features overwrite it with the
+            # history's last bar): what bars_current_check rates.
+            stored = latest.get(pair)
+            fetched = _utc(bars["ts"].iloc[-1]) if len(bars) else None
+            outcomes[pair].last_bar_at = (
+                max(t for t in (stored, fetched) if t) if (stored or fetched) else None
+            )
 
     if features:
         # A pair stored for the first time has its whole history in hand: no need to read it back.

@@ -437,7 +437,8 @@ def test_the_data_lag_rules_carry_calendars_grace_and_tolerances(tmp_path):
     assert (aapl.calendar, aapl.grace_seconds, aapl.asset_class) == ("XNYS", 120, "equity")
     assert rules.schedule_of(("BTC-USD", "1h")).calendar == "24/7"
     assert rules.tolerance_seconds("1h") == 900
-    assert rules.tolerance_seconds("1d") == 12 * 3600  # the default: 2 bars, at most 12 h
+    # The default: the refreshing schedule's period plus one bar of at most an hour.
+    assert rules.tolerance_seconds("1d") == 86400 + 3600
 
 
 @pytest.mark.parametrize(

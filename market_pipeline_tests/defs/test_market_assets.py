@@ -125,3 +125,29 @@ def test_unknown_symbol_in_backfill_is_refused_with_its_name(settings):
 
     with pytest.raises(UniverseError, match="NOPE"):
         run_backfill(settings, symbols=["NOPE"])
+
+
+def test_a_bars_only_run_rates_each_pair_s_newest_stored_bar(settings):
+    defs = build_definitions(settings)
+    market_data = defs.get_assets_def(OHLCV_BARS_KEY)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [market_data],
+            selection=[OHLCV_BARS_KEY],
+            partition_key="AAPL|1d",
+            resources=defs.resources,
+            instance=instance,
+        )
+        assert result.success
+        (check,) = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(OHLCV_BARS_KEY, "bars_current_check"), limit=5
+        )
+        evaluation = check.event.dagster_event.event_specific_data
+    # Bars only, no features: the check still sees the bars just stored, not "no bar".
+    assert evaluation.passed
+    assert evaluation.metadata["data_status"].value == "current"
+    assert (
+        evaluation.metadata["last_bar_at"].value
+        == evaluation.metadata["expected_last_bar_at"].value
+    )
+    assert _counts(settings.db_url)["quant_features"] == 0

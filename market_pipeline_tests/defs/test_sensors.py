@@ -14,7 +14,7 @@ from market_pipeline.database.tables import feature_freshness
 from market_pipeline.definitions import build_definitions
 from market_pipeline.observability.mirror import reconcile_instance
 from market_pipeline.observability.store import ObservabilityStore
-from market_pipeline_tests.support.universes import asset_classes_of
+from market_pipeline_tests.support.universes import asset_classes_of, write_universe
 
 pytestmark = pytest.mark.usefixtures("live_instance")
 
@@ -178,37 +178,39 @@ def _check_results(instance, check_name: str) -> list:
     return sorted(out)
 
 
-def test_bars_current_check_is_reported_in_runs_and_re_evaluated_between_them(
-    defs, settings, engine
-):
+def test_bars_current_check_is_reported_in_runs_and_re_evaluated_between_them(settings, engine):
+    # Daily bars only: they become due once a day, so the real clock cannot move a pair's due
+    # bar between the run and the sensor ticks (hourly ones could, at the top of an hour).
+    write_universe(
+        settings.universe_path,
+        [("AAPL", "equity"), ("BADCO", "equity"), ("BTC-USD", "crypto")],
+        ["1d"],
+        {"kind": "synthetic", "fail_symbols": ["BADCO"], "history_bars": 300},
+    )
+    defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = run_backfill(settings, instance=instance)
         in_run = _check_results(instance, "bars_current_check")
         # Every pair that was refreshed has one result in the run; BADCO failed at the provider.
-        assert [(p, ok) for p, ok, _ in in_run] == [
-            ("AAPL|1d", True),
-            ("AAPL|1h", True),
-            ("BTC-USD|1d", True),
-            ("BTC-USD|1h", True),
-        ]
+        assert [(p, ok) for p, ok, _ in in_run] == [("AAPL|1d", True), ("BTC-USD|1d", True)]
         assert not result.success
         sensor = defs.get_sensor_def("freshness_refresh_sensor")
         with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
             first = sensor.evaluate_tick(context)
             cursor = first.cursor
-        assert "2 missing" in first.skip_message  # BADCO's two pairs have no bar
+        assert "1 missing" in first.skip_message  # BADCO's pair has no bar
         between = [r for r in _check_results(instance, "bars_current_check") if r not in in_run]
-        assert between == [("BADCO|1d", False, "missing"), ("BADCO|1h", False, "missing")]
+        assert between == [("BADCO|1d", False, "missing")]
         # The coverage SLI got its sample: per timeframe and asset class.
-        assert _count(engine, "data_coverage_samples") == 4
-        # The vendor stops: AAPL's stored newest 1h bar is pushed back a week. The next tick
+        assert _count(engine, "data_coverage_samples") == 2
+        # The vendor stops: AAPL's stored newest bar is pushed back a week. The next tick
         # reports that pair, and only it (the cursor remembers BADCO's).
         week_ago = datetime.now(UTC) - timedelta(days=7)
         f = feature_freshness
         with engine.begin() as conn:
             conn.execute(
                 f.update()
-                .where(f.c.symbol == "AAPL", f.c.timeframe == "1h")
+                .where(f.c.symbol == "AAPL", f.c.timeframe == "1d")
                 .values(last_bar_at=week_ago)
             )
         seen = _check_results(instance, "bars_current_check")
@@ -217,4 +219,4 @@ def test_bars_current_check_is_reported_in_runs_and_re_evaluated_between_them(
         ) as context:
             sensor.evaluate_tick(context)
         new = [r for r in _check_results(instance, "bars_current_check") if r not in seen]
-        assert new == [("AAPL|1h", False, "late")]
+        assert new == [("AAPL|1d", False, "late")]

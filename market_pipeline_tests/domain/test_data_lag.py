@@ -84,3 +84,20 @@ def test_naive_instants_are_refused():
 def test_outside_the_calendar_the_domain_error_is_raised():
     with pytest.raises(CalendarOutOfBounds):
         data_lag(get_calendar("XNYS"), D1, utc(1980, 1, 2), utc(2026, 11, 30))
+
+
+def test_default_tolerances_absorb_the_schedules_cadence():
+    from market_pipeline.domain.lag_rules import default_tolerance_seconds
+
+    # Timeframes under 1h are refreshed every 15 minutes, the others once a day.
+    assert {
+        code: default_tolerance_seconds(Timeframe.parse(code))
+        for code in ("1m", "5m", "15m", "1h", "4h", "1d")
+    } == {
+        "1m": 960,
+        "5m": 1200,
+        "15m": 1800,
+        "1h": 90000,
+        "4h": 90000,
+        "1d": 90000,
+    }

@@ -137,7 +137,8 @@ def test_fx_daily_bar_closes_at_22_utc_one_minute_decides(engine):
 
 def test_a_provider_that_keeps_returning_the_last_bar_turns_late_while_fresh(engine):
     schedules = {("BTC-USD", "1h"): CRYPTO, ("AAPL", "1d"): EQUITY}
-    store, clock = data_store(engine, utc(2026, 12, 1, 12, 0), schedules)
+    # 1h pairs refreshed hourly here, so a tolerance of 2 h (the default follows the daily run).
+    store, clock = data_store(engine, utc(2026, 12, 1, 12, 0), schedules, {"1h": 7200})
     stuck = {("BTC-USD", "1h"): utc(2026, 12, 1, 11, 0), ("AAPL", "1d"): utc(2026, 11, 30)}
     store_bars(store, stuck, clock.now)
     assert {i.data_status for i in items(store).values()} == {"current"}
@@ -218,7 +219,7 @@ def test_coverage_samples_give_the_sli_burn_rate_and_error_budget(engine):
         ("MSFT", "1d"): EQUITY,
     }
     start = utc(2026, 12, 1, 12, 0)
-    store, clock = data_store(engine, start, schedules)
+    store, clock = data_store(engine, start, schedules, {"1h": 600})
     assert store.data_time.coverage_report().windows[0].sli is None  # no sample yet
     current = {
         ("BTC-USD", "1h"): utc(2026, 12, 1, 11, 0),
@@ -229,8 +230,9 @@ def test_coverage_samples_give_the_sli_burn_rate_and_error_budget(engine):
     store_bars(store, current, start)
     # Two days ago: a sample with everything current (outside the 1 h and 24 h windows).
     assert store.data_time.record_coverage_sample(now=start - timedelta(days=2)) == 2
-    # Now ETH stops updating: at 13:00 the 12:00 bar is due and only BTC gets it.
-    clock.now = start + timedelta(hours=1)
+    # Now ETH stops updating: the 12:00 bar was due at 13:00 and only BTC gets it. At 13:15
+    # ETH is 15 min late, beyond its 10 min tolerance: not covered. (Within it, it would be.)
+    clock.now = start + timedelta(hours=1, minutes=15)
     store_bars(store, {("BTC-USD", "1h"): utc(2026, 12, 1, 12, 0)}, clock.now)
     assert store.data_time.record_coverage_sample() == 2
     report = store.data_time.coverage_report(objective=0.9)
@@ -245,7 +247,11 @@ def test_coverage_samples_give_the_sli_burn_rate_and_error_budget(engine):
     assert (latest[("1h", "crypto")].current_count, latest[("1h", "crypto")].share) == (1, 0.5)
     assert latest[("1d", "equity")].share == 1.0
     json_body = report.model_dump(mode="json")
-    assert json_body["latest_sampled_at"] == "2026-12-01T13:00:00Z"
+    assert json_body["latest_sampled_at"] == "2026-12-01T13:15:00Z"
+    assert (
+        latest[("1h", "crypto")].late_count,
+        latest[("1h", "crypto")].late_beyond_tolerance_count,
+    ) == (1, 1)
 
 
 def test_coverage_retention_deletes_old_samples_and_bad_arguments_are_refused(engine):

@@ -94,7 +94,7 @@ def report(ctx: StoreContext, objective: float) -> CoverageReport:
                     "current_count": current,
                     "late_count": late,
                     "late_beyond_tolerance_count": beyond,
-                    "share": None if monitored == 0 else current / monitored,
+                    "share": None if monitored == 0 else (current + late - beyond) / monitored,
                 }
                 for _, timeframe, asset_class, monitored, current, late, beyond in latest
             ],
@@ -103,7 +103,7 @@ def report(ctx: StoreContext, objective: float) -> CoverageReport:
 
 
 def _windows_stmt() -> Any:
-    """One row: per window, (distinct samples, sum monitored, sum current) of the samples with
+    """One row: per window, (distinct samples, sum monitored, sum covered) of the samples with
     ``p_since_<window> < sampled_at <= p_now``."""
     t = samples_t
     columns = []
@@ -115,7 +115,15 @@ def _windows_stmt() -> Any:
         columns += [
             sa.func.count(sa.distinct(sa.case((inside, t.c.sampled_at)))),
             sa.func.sum(sa.case((inside, t.c.monitored_count), else_=0)),
-            sa.func.sum(sa.case((inside, t.c.current_count), else_=0)),
+            sa.func.sum(
+                sa.case(
+                    (
+                        inside,
+                        t.c.current_count + t.c.late_count - t.c.late_beyond_tolerance_count,
+                    ),
+                    else_=0,
+                )
+            ),
         ]
     return sa.select(*columns).select_from(t)
 
