@@ -59,9 +59,16 @@ class Console:
 
         page.on("console", on_console)
         page.on("pageerror", lambda error: console.errors.append(f"pageerror: {error}"))
-        page.on("requestfailed", lambda r: console.errors.append(f"request failed: {r.url}"))
+        page.on("requestfailed", lambda r: _request_failed(console, r))
         page.on("request", lambda request: console.requests.append(request.url))
         return console
+
+
+def _request_failed(console: Console, request: Any) -> None:
+    # A poll in flight when the test reloads the page is aborted by the browser itself
+    # (net::ERR_ABORTED): not the page's error. Any other failure is.
+    if request.failure != "net::ERR_ABORTED":
+        console.errors.append(f"request failed: {request.url} ({request.failure})")
 
 
 def pipeline_env(home: Path, universe: Path, **extra: str) -> dict[str, str]:
