@@ -36,12 +36,14 @@ def _store(settings: Settings, engine: Engine, *, at: datetime | None = None) ->
 
     ensure_current(engine)
     universe = load_universe(settings.universe_path)
+    fixed = at  # as of ``--at``: the clock stands at that instant
     return ObservabilityStore(
         engine,
         monitored_pairs=universe.pairs,
         failure_alert_threshold=settings.failure_alert_threshold,
         data_lag_rules=universe.data_lag_rules(),
-        **({} if at is None else {"clock": lambda: at}),
+        clock=(lambda: datetime.now(UTC)) if fixed is None else (lambda: fixed),
+        as_of=fixed is not None,
     )
 
 

@@ -37,7 +37,8 @@ def demo_home(tmp_path, monkeypatch, capsys):
         tmp_path / "u.yaml",
         [("AAPL", "equity"), ("MSFT", "equity"), ("ETH-USD", "crypto")],
         ["1h", "1d"],
-        {"kind": "synthetic", "history_bars": 300},
+        # Enough history that the latest holiday lies inside it, for 1h bars too.
+        {"kind": "synthetic", "history_bars": 2500},
     )
     monkeypatch.setenv("MARKET_PIPELINE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MARKET_PIPELINE_UNIVERSE", str(universe))
@@ -64,16 +65,22 @@ def test_the_demo_reported_at_a_holiday_has_its_equity_pairs_current(demo_home, 
         xnys.session_closed_by(int(at.timestamp())).day * 86400, UTC
     ).strftime("%Y-%m-%dT%H:%M:%SZ")
     for symbol in ("AAPL", "MSFT"):
-        daily = items[(symbol, "1d")]
+        daily, hourly = items[(symbol, "1d")], items[(symbol, "1h")]
+        # As of the holiday the newest stored bar is the session before it (the bars stored
+        # since are not counted), and it is the one due: the holiday makes nothing late.
+        assert daily["last_bar_at"] == daily["expected_last_bar_at"] == before_holiday
         assert (daily["data_status"], daily["bars_behind"]) == ("current", 0)
-        # Due on the holiday: the session before it, not the holiday's own date.
-        assert daily["expected_last_bar_at"] == before_holiday
-        assert items[(symbol, "1h")]["data_status"] == "current"
+        assert hourly["last_bar_at"] == hourly["expected_last_bar_at"]
+        assert hourly["last_bar_at"] < at.strftime("%Y-%m-%dT00:00:00Z")
+        assert hourly["data_status"] == "current"
     # Crypto trades through the holiday: its due daily bar is the previous UTC day.
-    assert items[("ETH-USD", "1d")]["expected_last_bar_at"] == (at - timedelta(days=1)).strftime(
-        "%Y-%m-%dT00:00:00Z"
-    )
-    assert report["health"]["data_summary"]["late_count"] == 0
+    eth = items[("ETH-USD", "1d")]
+    yesterday = (at - timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+    assert eth["last_bar_at"] == eth["expected_last_bar_at"] == yesterday
+    assert report["health"]["data_summary"]["current_count"] == 6
+    # The demo's run started after the holiday: as of then, no execution had run.
+    assert report["health"]["last_execution"] is None
+    assert report["history"]["executions"] == []
 
 
 def test_report_at_an_instant_in_the_past_rates_freshness_as_of_then(demo_home, capsys):

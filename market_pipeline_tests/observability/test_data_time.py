@@ -284,3 +284,48 @@ def test_fx_minute_bars_sunday_21_59_versus_22_01_utc(engine):
     assert (after.data_status, after.bars_behind) == ("late", 1)
     assert after.expected_last_bar_at == utc(2026, 11, 29, 22, 0)
     assert after.data_lag_seconds == pytest.approx(0)
+
+
+def test_as_of_an_instant_the_store_reads_the_bars_runs_and_failures_of_then(engine):
+    import sqlalchemy as sa
+
+    from market_pipeline.database.tables import ohlcv_bars
+
+    schedules = {("BTC-USD", "1h"): CRYPTO}
+    at = utc(2026, 12, 1, 12, 30)
+    live, _ = data_store(engine, utc(2026, 12, 3), schedules)
+    bars = [utc(2026, 12, 1, h) for h in range(8, 24)]  # stored up to 23:00 since
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(ohlcv_bars),
+            [
+                {"symbol": "BTC-USD", "timeframe": "1h", "ts": ts, "open": 1.0, "high": 1.0}
+                | {"low": 1.0, "close": 1.0, "volume": 1.0}
+                for ts in bars
+            ],
+        )
+    store_bars(live, {("BTC-USD", "1h"): bars[-1]}, utc(2026, 12, 2, 0, 5))
+    before = live.create_scheduler_execution_log(started_at=at - timedelta(hours=2))
+    live.update_scheduler_execution_log(
+        execution_id=before, completed_at=at - timedelta(hours=1), status="completed"
+    )
+    after = live.create_scheduler_execution_log(started_at=at + timedelta(hours=3))
+    live.log_feature_computation_failure(
+        symbol="BTC-USD", timeframe="1h", error_message="503", execution_id=after
+    )
+    as_of = ObservabilityStore(
+        engine,
+        monitored_pairs=list(schedules),
+        clock=lambda: at,
+        data_lag_rules=DataLagRules(schedules),
+        as_of=True,
+    )
+    (item,) = as_of.get_feature_staleness_report().by_status.fresh
+    # At 12:30 the 11:00 bar (complete at 12:00) was the newest stored, and the one due.
+    assert (item.last_bar_at, item.data_status) == (utc(2026, 12, 1, 11), "current")
+    health = as_of.get_scheduler_health()
+    assert health.last_execution is not None and health.last_execution.execution_id == before
+    assert (health.open_failures_count, health.recent_failures) == (0, [])
+    assert [e.execution_id for e in as_of.get_execution_history().executions] == [before]
+    # The live store sees everything stored since.
+    assert live.get_scheduler_health().open_failures_count == 1

@@ -88,6 +88,8 @@ class ObservabilityStore:
         data_lag_rules: each pair's calendar, grace and tolerance (usually
             ``universe.data_lag_rules()``). With them the reads add data time (each pair's
             stored newest bar against the bar due); without, those fields stay null.
+        as_of: read as of the clock's instant (``report --at``): data time from the bars
+            stored by then, executions started and failures open by then.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class ObservabilityStore:
         failure_alert_threshold: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         data_lag_rules: DataLagRules | None = None,
+        as_of: bool = False,
     ) -> None:
         self._ctx = StoreContext.build(
             engine,
@@ -105,6 +108,7 @@ class ObservabilityStore:
             failure_alert_threshold=failure_alert_threshold,
             clock=clock,
             lag_rules=data_lag_rules,
+            as_of=as_of,
         )
 
     @property

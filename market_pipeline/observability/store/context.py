@@ -27,6 +27,9 @@ class StoreContext:
     monitored: tuple[Pair, ...] | None
     monitored_json: str = field(repr=False)
     lag_rules: DataLagRules | None = None
+    as_of: bool = False
+    """Reports as of the clock's instant (``report --at``): data time from the bars stored by
+    then, executions started by then."""
 
     @classmethod
     def build(
@@ -37,6 +40,7 @@ class StoreContext:
         failure_alert_threshold: int,
         clock: Callable[[], datetime],
         lag_rules: DataLagRules | None = None,
+        as_of: bool = False,
     ) -> StoreContext:
         threshold = failure_alert_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
@@ -57,6 +61,7 @@ class StoreContext:
             # The monitored pairs as the one bound parameter of the freshness reads, built once.
             monitored_json=json.dumps([list(pair) for pair in monitored or ()]),
             lag_rules=lag_rules,
+            as_of=as_of,
         )
 
     @property

@@ -9,14 +9,16 @@ fields null.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from market_pipeline.database.tables import feature_freshness as freshness_t
+from market_pipeline.database.tables import ohlcv_bars as bars_t
 from market_pipeline.domain.data_lag import DataLag
 from market_pipeline.domain.lag_rules import count_by_data_status
+from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.observability.store.context import Pair, StoreContext
 from market_pipeline.observability.store.freshness import monitored_source, read_params
 
@@ -28,6 +30,8 @@ def read_lags(ctx: StoreContext, now: datetime) -> dict[Pair, DataLag | None] | 
     rules = ctx.lag_rules
     if rules is None:
         return None
+    if ctx.as_of:
+        return rules.evaluate(last_bars_as_of(ctx, now).items_rows(), now)
     rows = ctx.sql.run(
         f"last_bars:{'monitored' if ctx.monitored is not None else 'table'}",
         lambda: _last_bars_stmt(ctx),
@@ -36,6 +40,40 @@ def read_lags(ctx: StoreContext, now: datetime) -> dict[Pair, DataLag | None] | 
         write=False,
     )
     return rules.evaluate(rows, now)
+
+
+class LastBars(dict[Pair, datetime | None]):
+    """Each monitored pair's newest bar complete by an instant (None: none stored by then)."""
+
+    def items_rows(self) -> list[tuple[str, str, datetime | None]]:
+        return [(symbol, tf, last) for (symbol, tf), last in self.items()]
+
+
+def last_bars_as_of(ctx: StoreContext, at: datetime) -> LastBars:
+    """The newest bar of each monitored pair whose whole length had passed by ``at``, read
+    from ``ohlcv_bars`` (which keeps the history) one timeframe at a time: what the freshness
+    table's ``last_bar_at`` would have said then. For ``report --at``, not for hot paths."""
+    pairs = ctx.monitored if ctx.monitored is not None else _stored_pairs(ctx)
+    found = LastBars(dict.fromkeys(pairs))
+    b = bars_t
+    with ctx.engine.connect() as conn:
+        for timeframe in sorted({tf for _, tf in pairs}):
+            cutoff = at - timedelta(seconds=Timeframe.parse(timeframe).seconds)
+            rows = conn.execute(
+                sa.select(b.c.symbol, sa.func.max(b.c.ts))
+                .where(b.c.timeframe == timeframe, b.c.ts <= cutoff)
+                .group_by(b.c.symbol)
+            ).all()
+            for symbol, last in rows:
+                if (symbol, timeframe) in found:
+                    found[(symbol, timeframe)] = last
+    return found
+
+
+def _stored_pairs(ctx: StoreContext) -> list[Pair]:
+    t = freshness_t
+    with ctx.engine.connect() as conn:
+        return [(s, tf) for s, tf in conn.execute(sa.select(t.c.symbol, t.c.timeframe)).all()]
 
 
 def _last_bars_stmt(ctx: StoreContext) -> Any:

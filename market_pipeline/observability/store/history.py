@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from market_pipeline.database.tables import scheduler_execution_log as executions_t
+from market_pipeline.database.types import UTCDateTime
 from market_pipeline.domain.reports import ExecutionHistory
 from market_pipeline.observability.store.checks import check_limit, id_str
 from market_pipeline.observability.store.context import StoreContext
@@ -33,9 +34,9 @@ def execution_history(ctx: StoreContext, *, limit: int = 20) -> ExecutionHistory
     rows = [
         _HistoryRow(*row)
         for row in ctx.sql.run(
-            "execution_history",
-            _history_stmt,
-            {"history_limit": limit},
+            "execution_history:as_of" if ctx.as_of else "execution_history",
+            lambda: _history_stmt(as_of=ctx.as_of),
+            {"history_limit": limit, **({"p_now": now} if ctx.as_of else {})},
             fetch="all",
             write=False,
         )
@@ -57,10 +58,13 @@ def execution_history(ctx: StoreContext, *, limit: int = 20) -> ExecutionHistory
     )
 
 
-def _history_stmt() -> Any:
+def _history_stmt(*, as_of: bool) -> Any:
+    """The newest executions; as of an instant (``p_now``), those started by then."""
     e = executions_t
+    started = e.c.started_at <= sa.bindparam("p_now", type_=UTCDateTime)
     return (
         sa.select(*(e.c[name] for name in _HistoryRow._fields))
+        .where(started if as_of else sa.true())
         .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
         .limit(sa.bindparam("history_limit", type_=sa.Integer))
     )

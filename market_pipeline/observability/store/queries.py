@@ -54,8 +54,23 @@ class _FailureRow(NamedTuple):
 
 
 def _read_key(ctx: StoreContext, name: str) -> str:
-    """Cache key of a read statement: its shape depends on whether pairs are monitored."""
-    return f"{name}:{'monitored' if ctx.monitored is not None else 'table'}"
+    """Cache key of a read statement: its shape depends on whether pairs are monitored and on
+    whether it reads as of an instant."""
+    shape = "monitored" if ctx.monitored is not None else "table"
+    return f"{name}:{shape}{':as_of' if ctx.as_of else ''}"
+
+
+def open_as_of(ctx: StoreContext) -> Any:
+    """Failures open at ``p_now``: unresolved; as of an instant, failed by then and not yet
+    resolved then (a failure keeps only its newest message and count)."""
+    f = failures_t
+    if not ctx.as_of:
+        return sa.not_(f.c.resolved)
+    at = sa.bindparam("p_now", type_=UTCDateTime)
+    return sa.and_(
+        f.c.first_failed_at <= at,
+        sa.or_(sa.not_(f.c.resolved), f.c.resolved_at.is_(None), f.c.resolved_at > at),
+    )
 
 
 def _code_point_order(ctx: StoreContext, column: Any) -> Any:
@@ -78,8 +93,12 @@ def staleness_report(ctx: StoreContext, *, limit: int = 50) -> StalenessReport:
         fetch="all",
         write=False,
     )
-    # Data time of the listed pairs only: the counts over every pair are health's.
-    lags = data_lag_reads.evaluate(ctx, ((r[0], r[1], r[6]) for r in rows), now)
+    # Data time of the listed pairs only (the counts over every pair are health's); as of an
+    # instant, from the bars stored by then.
+    if ctx.as_of:
+        lags = data_lag_reads.read_lags(ctx, now) or {}
+    else:
+        lags = data_lag_reads.evaluate(ctx, ((r[0], r[1], r[6]) for r in rows), now)
     by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in FRESHNESS_STATUSES}
     counts = dict.fromkeys(FRESHNESS_STATUSES, 0)
     for symbol, timeframe, last, count, status, status_count, last_bar in rows:
@@ -169,11 +188,12 @@ def scheduler_health(ctx: StoreContext, *, recent_failures_limit: int = 10) -> S
     failures = [
         _FailureRow(*row)
         for row in ctx.sql.run(
-            "health_failures",
-            _health_failures_stmt,
+            _read_key(ctx, "health_failures"),
+            lambda: _health_failures_stmt(ctx),
             {
                 "recent_failures_limit": recent_failures_limit,
                 "alert_threshold": ctx.failure_alert_threshold,
+                **({"p_now": now} if ctx.as_of else {}),
             },
             fetch="all",
             write=False,
@@ -298,15 +318,15 @@ def _health_summary_stmt(ctx: StoreContext) -> Any:
             e.c.failed_symbols,
             e.c.error_message,
         )
+        .where(
+            e.c.started_at <= sa.bindparam("p_now", type_=UTCDateTime) if ctx.as_of else sa.true()
+        )
         .order_by(e.c.started_at.desc(), e.c.execution_id.desc())
         .limit(1)
         .subquery("last_execution")
     )
     open_count = (
-        sa.select(sa.func.count())
-        .select_from(failures_t)
-        .where(sa.not_(failures_t.c.resolved))
-        .scalar_subquery()
+        sa.select(sa.func.count()).select_from(failures_t).where(open_as_of(ctx)).scalar_subquery()
     )
     return sa.select(
         *(counts.c[f"{name}_count"] for name in FRESHNESS_STATUSES),
@@ -317,12 +337,12 @@ def _health_summary_stmt(ctx: StoreContext) -> Any:
     ).select_from(counts.outerjoin(last, sa.true()))
 
 
-def _health_failures_stmt() -> Any:
+def _health_failures_stmt(ctx: StoreContext) -> Any:
     """The open failures of the health report: the newest ``recent_failures_limit`` (kind
     ``recent``) and those at or over ``alert_threshold`` consecutive failures (kind ``alert``),
     as one UNION ALL."""
     f = failures_t
-    open_failure = sa.not_(f.c.resolved)
+    open_failure = open_as_of(ctx)
     columns = (
         f.c.id,
         f.c.symbol,
