@@ -61,9 +61,24 @@ def _universe(symbols: int) -> tuple[dict, list[tuple[str, str, datetime]]]:
     return schedules, rows
 
 
-def _evaluation(smoke: bool) -> Result:
+def _all_late(rows: list[tuple[str, str, datetime]]) -> list[tuple[str, str, datetime]]:
+    """Every pair late, each with a stored bar of its own (1 to 500 bars behind): nothing is
+    shared, the worst case of the evaluation."""
+    return [
+        (
+            symbol,
+            tf,
+            last - timedelta(seconds=Timeframe.parse(tf).seconds * (1 + i % 500), microseconds=i),
+        )
+        for i, (symbol, tf, last) in enumerate(rows)
+    ]
+
+
+def _evaluation(smoke: bool, *, worst: bool = False) -> Result:
     symbols = 40 if smoke else 2000
     schedules, rows = _universe(symbols)
+    if worst:
+        rows = _all_late(rows)
     rules = DataLagRules(schedules)
     rounds = 5 if smoke else 60
 
@@ -74,19 +89,20 @@ def _evaluation(smoke: bool) -> Result:
     ours = percentile([t * 1e3 for t in times["ours"]], 99)
     base = percentile([t * 1e3 for t in times["floor"]], 99)
     return Result(
-        name=f"data lag of {len(rows):,} pairs, p99",
+        name=f"data lag of {len(rows):,} pairs{', every one late on its own bar' if worst else ''}"
+        ", p99",
         value=ours,
         unit="ms",
         baseline="one comparison per pair (p99)",
         baseline_value=base,
         direction=LOWER_IS_BETTER,
-        goal="under 50 ms",
-        goal_met=ours < 50,
-        note="a new rules object per call would also build calendars; this one is reused",
+        goal=None if worst else "under 50 ms",
+        goal_met=None if worst else ours < 50,
+        note="the worst case: one calendar walk per pair" if worst else "10% of pairs late",
         extra={
             "p50_ms": percentile([t * 1e3 for t in times["ours"]], 50),
             "pairs": len(rows),
-            "late_pairs": len(rows) // 10,
+            "late_pairs": len(rows) if worst else len(rows) // 10,
             "rounds": rounds,
         },
     )
@@ -164,6 +180,7 @@ def _report(backend: str, smoke: bool, read: str = "get_feature_staleness_report
 def run(smoke: bool = False) -> list[Result]:
     return [
         _evaluation(smoke),
+        _evaluation(smoke, worst=True),
         _report("sqlite", smoke),
         _report("postgresql", smoke),
         # Health evaluates every pair (data_summary, late_pairs): a supporting figure.

@@ -106,11 +106,7 @@ def _first_start(period: Period, step: int, aligns_to_epoch: bool) -> int:
 def _due_sessions_after(
     calendar: MarketCalendar, after: int, cutoff: int
 ) -> tuple[int, datetime | None]:
-    count, oldest_close = 0, None
-    session = calendar.session_closed_by(cutoff)
-    while session.day * DAY > after:
-        count, oldest_close = count + 1, session.close
-        session = calendar.session_closed_by(session.close - 1)
+    count, oldest_close = calendar.sessions_closed_after(after, cutoff)
     return count, None if oldest_close is None else to_datetime(oldest_close)
 
 

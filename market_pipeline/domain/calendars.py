@@ -105,6 +105,10 @@ class AlwaysOpen(MarketCalendar):
         day = instant // DAY - 1
         return Session(day, day * DAY, (day + 1) * DAY)
 
+    def sessions_closed_after(self, after: int, cutoff: int) -> tuple[int, int | None]:
+        first, last = after // DAY + 1, cutoff // DAY - 1
+        return (0, None) if last < first else (last - first + 1, (first + 1) * DAY)
+
 
 class FxWeek(MarketCalendar):
     """``"FX"``: Sunday 22:00 to Friday 22:00 UTC every week (no holidays, no daylight saving)."""
@@ -124,6 +128,21 @@ class FxWeek(MarketCalendar):
             day -= 1
         close = day * DAY + _FX_DAILY_CLOSE
         return Session(day, close - DAY, close)
+
+    def sessions_closed_after(self, after: int, cutoff: int) -> tuple[int, int | None]:
+        first, last = after // DAY + 1, self.session_closed_by(cutoff).day
+        while first <= last and (first + 3) % 7 >= 5:  # to the first weekday
+            first += 1
+        if last < first:
+            return 0, None
+        return _weekdays(first, last), first * DAY + _FX_DAILY_CLOSE
+
+
+def _weekdays(first: int, last: int) -> int:
+    """Monday-Friday epoch days in ``first..last``."""
+    weeks, rest = divmod(last - first + 1, 7)
+    start = first + 7 * weeks
+    return 5 * weeks + sum(1 for day in range(start, start + rest) if (day + 3) % 7 < 5)
 
 
 _cache: dict[str, MarketCalendar] = {}

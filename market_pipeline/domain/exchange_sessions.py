@@ -86,6 +86,16 @@ class ExchangeCalendar(MarketCalendar):
             self._session_closes[lo:hi],
         )
 
+    def sessions_closed_after(self, after: int, cutoff: int) -> tuple[int, int | None]:
+        """Two binary searches. A stored bar older than the first session counts every session
+        from the first (a lower bound: the pair is late either way)."""
+        self._check(cutoff)
+        newest = bisect_right(self._session_closes, cutoff) - 1
+        oldest = bisect_right(self._session_days, after // DAY)
+        if newest < oldest:
+            return 0, None
+        return newest - oldest + 1, self._session_closes[oldest]
+
     def _check(self, instant: int) -> None:
         if not self.first <= instant <= self.last:
             raise CalendarOutOfBounds(self.name, instant, self.first, self.last)

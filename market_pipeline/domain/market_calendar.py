@@ -64,6 +64,17 @@ class MarketCalendar(ABC):
     def session_closed_by(self, instant: int) -> Session:
         """The newest daily session whose close is at or before ``instant``."""
 
+    def sessions_closed_after(self, after: int, cutoff: int) -> tuple[int, int | None]:
+        """How many sessions dated after the instant ``after`` (their date's 00:00 UTC is
+        later) closed by ``cutoff``, and the close of the oldest of them (None: none). Steps
+        back one session at a time; calendars with a session table override it."""
+        count, oldest_close = 0, None
+        session = self.session_closed_by(cutoff)
+        while session.day * DAY > after:
+            count, oldest_close = count + 1, session.close
+            session = self.session_closed_by(session.close - 1)
+        return count, oldest_close
+
 
 def to_seconds(instant: datetime) -> int:
     """Whole seconds since the epoch, rounded down (exact: no float), of an aware datetime."""

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from itertools import islice
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market_pipeline.domain.calendars import (
     DEFAULT_CALENDARS,
@@ -22,6 +24,7 @@ from market_pipeline.domain.calendars import (
     to_seconds,
 )
 from market_pipeline.domain.exchange_sessions import ExchangeCalendar
+from market_pipeline.domain.market_calendar import MarketCalendar
 
 
 def s(*parts: int) -> int:
@@ -176,3 +179,15 @@ def test_building_a_calendar_lets_no_pandas_deprecation_warning_through():
         ExchangeCalendar("XHEL", start=date(2001, 2, 3), end=date(2027, 4, 5))
 
     assert [w for w in caught if issubclass(w.category, DeprecationWarning)] == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(["24/7", "FX", "XNYS", "XTKS"]),
+    cutoff=st.integers(1_262_304_000, 1_830_000_000),  # 2010-2027
+    back=st.integers(0, 90 * 86_400),
+)
+def test_counting_closed_sessions_agrees_with_stepping_back_one_by_one(name, cutoff, back):
+    calendar = get_calendar(name)
+    stepped = MarketCalendar.sessions_closed_after(calendar, cutoff - back, cutoff)
+    assert calendar.sessions_closed_after(cutoff - back, cutoff) == stepped

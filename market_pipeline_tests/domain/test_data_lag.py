@@ -83,7 +83,14 @@ def test_naive_instants_are_refused():
 
 def test_outside_the_calendar_the_domain_error_is_raised():
     with pytest.raises(CalendarOutOfBounds):
-        data_lag(get_calendar("XNYS"), D1, utc(1980, 1, 2), utc(2026, 11, 30))
+        data_lag(get_calendar("XNYS"), D1, utc(2026, 11, 2), utc(2040, 1, 2))
+
+
+def test_a_stored_bar_older_than_the_calendar_is_late_counting_from_its_first_session():
+    lag = data_lag(get_calendar("XNYS"), D1, utc(1980, 1, 2), utc(2026, 11, 30))
+    assert lag.data_status == "late"
+    # Every XNYS session from 2 January 1990 to Friday 27 November 2026: a lower bound.
+    assert lag.bars_behind == 9295
 
 
 def test_default_tolerances_absorb_the_schedules_cadence():
