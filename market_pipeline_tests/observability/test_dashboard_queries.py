@@ -266,7 +266,7 @@ def test_a_pair_late_beyond_tolerance_shows_late_with_its_data_time(engine):
         engine,
         monitored_pairs=list(schedules),
         clock=lambda: T0,
-        data_lag_rules=DataLagRules(schedules),
+        data_lag_rules=DataLagRules(schedules, tolerances={"1h": 3600}),
     )
     store.update_feature_freshness_many(
         [
