@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from market_pipeline.providers import csv_files, parquet, synthetic  # noqa: F401  (register kinds)
+from market_pipeline.providers import csv_files, http, parquet, synthetic  # noqa: F401  (kinds)
 from market_pipeline.providers.base import (
     RAW_COLUMNS,
     MarketDataProvider,
