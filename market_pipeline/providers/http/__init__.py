@@ -5,4 +5,4 @@ client-side rate limit, bounded retries with backoff, jitter and ``Retry-After``
 :mod:`.vendor` (options, credentials from environment variables, the fetch window).
 """
 
-from market_pipeline.providers.http import binance  # noqa: F401  (registers the kind)
+from market_pipeline.providers.http import alpaca, binance  # noqa: F401  (registers the kinds)
