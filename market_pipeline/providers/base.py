@@ -39,7 +39,7 @@ from typing import Any, ClassVar, TypeVar
 import pandas as pd
 
 from market_pipeline.domain.timeframes import Timeframe
-from market_pipeline.domain.universe import GRACE_KEY
+from market_pipeline.domain.universe import UNIVERSE_PROVIDER_KEYS
 
 RAW_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 """Columns of the frame :meth:`MarketDataProvider.fetch_bars` returns (extras are ignored)."""
@@ -85,7 +85,7 @@ class MarketDataProvider(ABC):
         if unknown:
             raise ProviderConfigError(
                 f"unknown key(s) {', '.join(repr(k) for k in unknown)} for provider kind "
-                f"{cls.kind!r}; allowed: {', '.join(('kind', *allowed, GRACE_KEY))}"
+                f"{cls.kind!r}; allowed: {', '.join(('kind', *allowed, *UNIVERSE_PROVIDER_KEYS))}"
             )
         try:
             provider = cls(**options)
