@@ -14,7 +14,7 @@ Provider block (every key but ``kind`` is optional; the values shown are the def
       symbols: {BTC-USD: BTC/USD} # our symbol -> Alpaca's; default: stocks as they are,
                                   # crypto with - as / (BTC-USD -> BTC/USD)
       base_url: https://data.alpaca.markets
-      history_start: null         # first fetch of a pair from this date (null: 2000-01-01)
+      history_start: null         # first fetch of a pair from this date (null: 1970, i.e. all)
       overlap_bars: 3
       requests_per_minute: 200    # Alpaca's Basic plan; Algo Trader Plus allows 10,000
       concurrency: 8
@@ -66,7 +66,7 @@ FEEDS = ("sip", "iex", "boats", "otc", "delayed_sip")
 ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 CRYPTO_LOCATIONS = ("us", "us-1", "eu-1")
 MAX_LIMIT = 10_000
-DEFAULT_HISTORY_START = pd.Timestamp("2000-01-01", tz="UTC")
+DEFAULT_HISTORY_START = pd.Timestamp("1970-01-01", tz="UTC")
 _AUTH_STATUSES = (401, 403)
 
 
