@@ -28,6 +28,7 @@ CASES = (
     "api",
     "metrics",
     "dashboard",
+    "vendors",
 )
 """Case modules of this package, in the order they run; each has ``run(smoke) -> [Result]``."""
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -76,6 +77,7 @@ class VendorServer:
         self.max_in_flight = 0
         """Most requests seen at once (counted over each request's added latency)."""
         self._lock = threading.Lock()
+        self._kline_rows: dict[tuple[str, str], tuple[pd.DataFrame, np.ndarray, list[list]]] = {}
 
     def script(self, symbol: str, *replies: Reply) -> None:
         self.scripts.setdefault(symbol, deque()).extend(replies)
@@ -137,23 +139,42 @@ class VendorServer:
         limit = int(params.get("limit", 500))
         if not 1 <= limit <= 1000:
             return _binance_error(-1130, "Invalid data sent for a parameter.")
-        opens = frame["ts"].astype("int64") // 1_000_000
-        keep = pd.Series(True, index=frame.index)
-        if "startTime" in params:
-            keep &= opens >= int(params["startTime"])
+        opens, rows = self._klines_of(symbol, code)
+        first = (
+            0
+            if "startTime" not in params
+            else int(np.searchsorted(opens, int(params["startTime"])))
+        )
+        end = len(opens)
         if "endTime" in params:
-            keep &= opens <= int(params["endTime"])
-        chosen = frame[keep.to_numpy()].head(limit)
-        length_ms = BINANCE_INTERVALS[code] * 1000
+            end = int(np.searchsorted(opens, int(params["endTime"]), side="right"))
+        rows = rows[first : min(end, first + limit)]
+        return JSONResponse(rows, headers=headers)
+
+    def prepare(self) -> None:
+        """Build every answer's rows now (else on first request), so that serving is cheap."""
+        for symbol, code in list(self.bars):
+            self._klines_of(symbol, code)
+
+    def _klines_of(self, symbol: str, code: str) -> tuple[np.ndarray, list[list]]:
+        """Open times (ms) and kline rows of a pair, oldest first, built once."""
+        key = (symbol, code)
+        cached = self._kline_rows.get(key)
+        frame = self.bars[key]
+        if cached is not None and cached[0] is frame:
+            return cached[1], cached[2]
+        opens = (frame["ts"].astype("int64") // 1_000_000).to_numpy()
+        length_ms = BINANCE_INTERVALS.get(code, 60) * 1000
         rows = [
             [int(t), repr(o), repr(h), repr(lo), repr(c), repr(v), int(t) + length_ms - 1,
              repr(v * c), 1, "0", "0", "0"]
             for t, o, h, lo, c, v in zip(
-                opens[keep.to_numpy()].head(limit), chosen["open"], chosen["high"],
-                chosen["low"], chosen["close"], chosen["volume"], strict=True,
+                opens, frame["open"], frame["high"], frame["low"], frame["close"],
+                frame["volume"], strict=True,
             )
         ]  # fmt: skip
-        return JSONResponse(rows, headers=headers)
+        self._kline_rows[key] = (frame, opens, rows)
+        return opens, rows
 
     # ---------------------------------------------------------------- Alpaca
     async def _stock_bars(self, request: Request) -> Response:

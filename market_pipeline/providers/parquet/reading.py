@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from market_pipeline.providers.base import RAW_COLUMNS, ProviderError
 
@@ -21,6 +22,7 @@ _NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _WIDEN_FACTOR = 8
 _MAX_WIDENINGS = 6
 """Overlap windows grow 8x per retry; after 6 (262,144 bar lengths) the read has no lower bound."""
+_NAT = np.iinfo(np.int64).min  # numpy's NaT as int64
 _WALL_TIME_MARGIN = pd.Timedelta(days=1)
 """Bounds on wall-clock timestamps are widened by a day (any UTC offset and DST fold fits), and
 the rows are trimmed exactly once converted to instants."""
@@ -67,42 +69,60 @@ def read_window(
     """The rows stamped up to ``until``, from ``overlap_bars`` distinct timestamps before
     ``since`` on (all of them when ``since`` is None); rows whose timestamp is missing or not a
     valid instant are kept, for the validation to count."""
-    dataset = _open(source)
-    stamps = _TimestampColumn.of(dataset.schema, source)
+    files = _open(source)
+    stamps = _TimestampColumn.of(files[0].schema_arrow, source)
+    until_ns = _ns(until)
     if since is None:
-        frame = _read(dataset, source, stamps, lower=None, upper=until)
-        return _trim(frame, lower=None, upper=until)
+        table, stamp_ns, missing = _read(files, source, stamps, lower=None, upper=until)
+        return _frame(table, missing | (stamp_ns <= until_ns))
+    since_ns = _ns(since)
     span = bar * max(overlap_bars, 1)
     for attempt in range(_MAX_WIDENINGS + 1):
         lower = None if attempt == _MAX_WIDENINGS else since - span
-        frame = _read(dataset, source, stamps, lower=lower, upper=until)
-        earlier = frame["ts"][frame["ts"] < since]  # NaT never compares below
-        before = np.unique(earlier.dt.tz_localize(None).to_numpy("datetime64[ns]"))
+        table, stamp_ns, missing = _read(files, source, stamps, lower=lower, upper=until)
+        low_ns = -(2**63) if lower is None else _ns(lower)
+        window = ~missing & (stamp_ns >= low_ns)
+        before = np.unique(stamp_ns[window & (stamp_ns < since_ns)])
         if overlap_bars == 0 or len(before) >= overlap_bars or lower is None:
             break
         span *= _WIDEN_FACTOR
-    start = since
+    start_ns = since_ns
     if overlap_bars and len(before):
-        start = pd.Timestamp(before[-min(overlap_bars, len(before))], tz="UTC")
-    return _trim(frame, lower=start, upper=until)
+        start_ns = int(before[-min(overlap_bars, len(before))])
+    return _frame(table, missing | ((stamp_ns >= start_ns) & (stamp_ns <= until_ns)))
 
 
-def _trim(frame: pd.DataFrame, *, lower: pd.Timestamp | None, upper: pd.Timestamp) -> pd.DataFrame:
-    instants = frame["ts"]
-    keep = instants.isna() | (instants <= upper)
-    if lower is not None:
-        keep &= instants.isna() | (instants >= lower)
-    return frame.loc[keep.to_numpy()].reset_index(drop=True)
+def _ns(value: pd.Timestamp) -> int:
+    return int(value.as_unit("ns").value)
 
 
-def _open(source: BarSource) -> ds.Dataset:
+def _frame(table: dict[str, np.ndarray], keep: np.ndarray) -> pd.DataFrame:
+    """The kept rows as the raw frame (``ts`` ``datetime64[ns, UTC]``, NaT where missing).
+
+    Built from numpy arrays: pyarrow's ``to_pandas`` costs more than reading a row group."""
+    frame = pd.DataFrame({name: values[keep] for name, values in table.items()})
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    return frame
+
+
+def _open(source: BarSource) -> list[pq.ParquetFile]:
+    """The Parquet files of the pair: the file itself, or every file under its folder."""
     where = source.where
     if not source.location.exists():
         raise ProviderError(f"{where} does not exist")
     try:
-        return ds.dataset(str(source.location), format="parquet")
+        paths = (
+            sorted(ds.dataset(str(source.location), format="parquet").files)
+            if source.location.is_dir()
+            else [str(source.location)]
+        )
+        # pre_buffer coalesces reads for remote stores; on a local disk it only adds work.
+        files = [pq.ParquetFile(path, pre_buffer=False) for path in paths]
     except (pa.ArrowInvalid, OSError) as exc:
         raise ProviderError(f"{where} cannot be read as Parquet: {_short(exc)}") from None
+    if not files:
+        raise ProviderError(f"{where} holds no Parquet file")
+    return files
 
 
 @dataclass(frozen=True)
@@ -148,70 +168,104 @@ class _TimestampColumn:
             "unit, with or without a time zone), a date, or integers since the epoch"
         )
 
-    def bound(self, instant: pd.Timestamp, *, side: int) -> pa.Scalar:
-        """``instant`` as a scalar of the column's type; ``side`` -1 for a lower bound, +1
-        for an upper one (wall times are widened, dates rounded outwards)."""
+    def bound_ns(self, instant: pd.Timestamp, *, side: int) -> int:
+        """``instant`` in nanoseconds on the column's own clock, for row-group statistics;
+        ``side`` -1 for a lower bound, +1 for an upper one (wall times are widened)."""
         if self.kind == "wall":
             wall = instant.tz_convert(self.timezone).tz_localize(None) + side * _WALL_TIME_MARGIN
-            return pa.scalar(wall.as_unit("ns").value // _NS_PER_UNIT[self.unit]).cast(self.type)
-        if self.kind == "date":
-            day = instant.tz_convert("UTC").normalize().tz_localize(None)
-            return pa.scalar(day.date(), type=pa.date32()).cast(self.type)
-        value = instant.as_unit("ns").value // _NS_PER_UNIT[self.unit]
+            return int(wall.as_unit("ns").value)
+        return int(instant.as_unit("ns").value)
+
+    def instants(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
+        """The column as Arrow ``timestamp[ns, UTC]``; values that are no instant become null.
+
+        Done in Arrow (one cast) rather than pandas: on an incremental read of a few rows the
+        conversions would otherwise cost more than the read."""
+        utc_ns = pa.timestamp("ns", tz="UTC")
         if self.kind == "epoch":
-            return pa.scalar(value, type=self.type)
-        return pa.scalar(value).cast(pa.timestamp(self.unit)).cast(self.type)
-
-    def instants(self, column: pa.ChunkedArray) -> pd.Series:
-        """The column as ``datetime64[ns, UTC]``; values that are no instant become NaT."""
-        return self._instants(column).astype("datetime64[ns, UTC]")
-
-    def _instants(self, column: pa.ChunkedArray) -> pd.Series:
-        if self.kind == "epoch":
-            counts = pc.cast(column, pa.int64())
-            return _series(pc.cast(counts, pa.timestamp(self.unit))).dt.tz_localize("UTC")
+            return pc.cast(pc.cast(column, pa.int64()), pa.timestamp(self.unit)).cast(utc_ns)
         if self.kind == "date":
-            casted = pc.cast(column, pa.timestamp("s"))
-            return _series(casted).dt.tz_localize("UTC")
-        if self.kind == "zoned":
-            return _series(column).dt.tz_convert("UTC")
-        return (
-            _series(column)
-            .dt.tz_localize(self.timezone, ambiguous="NaT", nonexistent="NaT")
-            .dt.tz_convert("UTC")
-        )
-
-
-def _series(column: pa.ChunkedArray) -> pd.Series:
-    series = column.to_pandas()
-    if series.dt.tz is not None:
-        return series.astype(f"datetime64[ns, {series.dt.tz}]")
-    return series.astype("datetime64[ns]")
+            return pc.cast(column, pa.timestamp("s")).cast(utc_ns)
+        if self.kind == "zoned" or self.timezone == "UTC":
+            return pc.cast(column, pa.timestamp(self.unit, tz="UTC")).cast(utc_ns)
+        # Wall times of another zone: pandas turns the nonexistent and ambiguous ones into NaT
+        # (Arrow's assume_timezone can only raise or pick one).
+        local = column.to_pandas().astype("datetime64[ns]")
+        utc = local.dt.tz_localize(self.timezone, ambiguous="NaT", nonexistent="NaT")
+        return pa.chunked_array([pa.array(utc.dt.tz_convert("UTC"), type=utc_ns)])
 
 
 def _read(
-    dataset: ds.Dataset,
+    files: list[pq.ParquetFile],
     source: BarSource,
     stamps: _TimestampColumn,
     *,
     lower: pd.Timestamp | None,
     upper: pd.Timestamp,
-) -> pd.DataFrame:
-    field = ds.field(stamps.name)
-    wanted = field <= stamps.bound(upper, side=1)
-    if lower is not None:
-        wanted &= field >= stamps.bound(lower, side=-1)
-    # Rows without a timestamp pass, so that the validation counts them instead of them vanishing.
-    expression = wanted | field.is_null()
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The rows of ``files`` that may lie between the bounds, as a raw table, with their
+    timestamps in ns since the epoch and where they are missing (the caller trims exactly).
+
+    The pushdown: only the row groups whose timestamp statistics may hold rows in the window
+    are read (groups without statistics, or with null timestamps, always are)."""
     names = [source.columns[c] for c in FILE_COLUMNS]
     try:
-        table = dataset.to_table(columns=names, filter=expression)
+        pieces = [
+            file.read_row_groups(groups, columns=names, use_threads=False)
+            for file in files
+            if (groups := _groups_in_window(file, stamps, lower, upper))
+        ]
+        table = (
+            pa.concat_tables(pieces) if pieces else files[0].schema_arrow.empty_table()
+        ).select(names)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ProviderError(f"{source.where} cannot be read: {_short(exc)}") from None
-    frame = pd.DataFrame({"ts": stamps.instants(table.column(stamps.name))})
+    try:
+        instants = stamps.instants(table.column(stamps.name))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ProviderError(f"{source.where}: timestamps out of range: {_short(exc)}") from None
+    missing = pc.is_null(instants).to_numpy(zero_copy_only=False)
+    stamp_ns = pc.fill_null(pc.cast(instants, pa.int64()), _NAT).to_numpy(zero_copy_only=False)
+    columns = {"ts": stamp_ns.view("datetime64[ns]")}
     for ours, raw in zip(FILE_COLUMNS[1:], RAW_COLUMNS[1:], strict=True):
-        frame[raw] = table.column(source.columns[ours]).to_pandas()
-    return frame
+        columns[raw] = table.column(source.columns[ours]).to_numpy(zero_copy_only=False)
+    return columns, stamp_ns, missing
+
+
+def _groups_in_window(
+    file: pq.ParquetFile,
+    stamps: _TimestampColumn,
+    lower: pd.Timestamp | None,
+    upper: pd.Timestamp,
+) -> list[int]:
+    metadata = file.metadata
+    schema = metadata.schema
+    index = next((i for i in range(len(schema)) if schema.column(i).path == stamps.name), None)
+    if index is None:
+        return list(range(metadata.num_row_groups))
+    per_raw = _ns_per_stored_unit(schema.column(index), stamps)
+    low = None if lower is None else stamps.bound_ns(lower, side=-1) // per_raw
+    high = stamps.bound_ns(upper, side=1) // per_raw
+    groups = []
+    for number in range(metadata.num_row_groups):
+        stats = metadata.row_group(number).column(index).statistics
+        unknown = stats is None or not stats.has_min_max or stats.null_count
+        if unknown or ((low is None or stats.max_raw >= low) and stats.min_raw <= high):
+            groups.append(number)
+    return groups
+
+
+def _ns_per_stored_unit(column: pq.ColumnSchema, stamps: _TimestampColumn) -> int:
+    """Nanoseconds in one unit of the values as stored (Parquet keeps timestamp[s] in ms)."""
+    if stamps.kind == "epoch":
+        return _NS_PER_UNIT[stamps.unit]
+    if stamps.kind == "date":
+        return 86_400 * 1_000_000_000
+    unit = str(column.logical_type.to_json())
+    for word, ns in (("nanos", 1), ("micros", 1_000), ("millis", 1_000_000)):
+        if word in unit.lower():
+            return ns
+    return _NS_PER_UNIT[stamps.unit]
 
 
 def _short(exc: BaseException) -> str:
