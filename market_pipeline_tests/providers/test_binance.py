@@ -144,6 +144,16 @@ def test_requests_in_flight_never_exceed_the_concurrency(server):
     assert server.max_in_flight == 3
 
 
+def test_a_used_weight_at_the_limit_holds_requests_until_the_next_minute(server):
+    provider = _binance(server, weight_per_minute=1200, history_start="2018-06-01")
+    server.used_weight = 1199
+    _fetch(provider)
+    assert provider.client.limiter.paused_for() == 0.0
+    server.used_weight = 1200
+    _fetch(provider)
+    assert 0.0 < provider.client.limiter.paused_for() <= 60.0
+
+
 def test_the_symbol_map_overrides_the_default_mapping(server, sp500):
     provider = _binance(server, symbols={"BTC-USD": "BTCUSDT"})
     assert len(_fetch(provider, symbol="BTC-USD")) == len(sp500)

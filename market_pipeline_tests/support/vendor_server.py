@@ -73,6 +73,8 @@ class VendorServer:
         """Alpaca symbol -> (effective date, ratio): bars before it are divided when adjusted."""
         self.scripts: dict[str, deque[Reply]] = {}
         self.requests: list[Seen] = []
+        self.used_weight: int | None = None
+        """The X-MBX-USED-WEIGHT-1M to report (None: 2 per request so far)."""
         self.in_flight = 0
         self.max_in_flight = 0
         """Most requests seen at once (counted over each request's added latency)."""
@@ -129,7 +131,8 @@ class VendorServer:
         reply = await self._start(request, symbol)
         if reply is not None:
             return Response(reply.body, reply.status, reply.headers, "application/json")
-        headers = {"X-MBX-USED-WEIGHT-1M": str(2 * len(self.requests))}
+        used = self.used_weight if self.used_weight is not None else 2 * len(self.requests)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         code = params.get("interval", "")
         frame = self.bars.get((symbol, code))
         if code not in BINANCE_INTERVALS:

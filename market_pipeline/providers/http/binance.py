@@ -29,10 +29,13 @@ also with ``Retry-After``. Errors carry ``{"code": -1121, "msg": "Invalid symbol
 
 Pages: a window longer than ``limit`` klines is fetched page after page, each starting 1 ms
 after the previous page's last open time. Klines still open at ``until`` are not returned.
+When an answer's ``X-MBX-USED-WEIGHT-1M`` reaches ``weight_per_minute`` (other clients on the
+IP count too), every request of the provider waits for the next minute.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +55,7 @@ from market_pipeline.providers.http.vendor import (
 DEFAULT_BASE_URL = "https://api.binance.com"
 KLINES_PATH = "/api/v3/klines"
 KLINES_WEIGHT = 2
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 MAX_LIMIT = 1000
 INTERVALS = {
     60: "1m",
@@ -109,6 +113,7 @@ class BinanceProvider(HttpVendorProvider):
         if page_limit > MAX_LIMIT:
             raise ValueError(f"page_limit must be at most {MAX_LIMIT} (Binance's maximum)")
         self.page_limit = page_limit
+        self.weight_per_minute = weight_per_minute
         self._set_up(
             base_url=base_url,
             timeout_s=timeout_s,
@@ -133,6 +138,13 @@ class BinanceProvider(HttpVendorProvider):
         if asset_class == "crypto":
             return None
         return f"binance spot serves crypto pairs only, not {asset_class}"
+
+    def _watch_weight(self, response: httpx.Response) -> None:
+        """Hold every request until the next minute once Binance reports this IP has used the
+        minute's weight (other clients on the IP count too, which our own bucket cannot see)."""
+        used = response.headers.get(USED_WEIGHT_HEADER, "")
+        if used.isdigit() and int(used) >= self.weight_per_minute:
+            self.client.limiter.pause(60.0 - time.time() % 60.0)
 
     def vendor_symbol(self, symbol: str) -> str:
         return self.symbol_map.get(symbol) or symbol.translate(_DROPPED).upper()
@@ -163,7 +175,10 @@ class BinanceProvider(HttpVendorProvider):
         rows: list[list[Any]] = []
         while cursor <= params["endTime"]:
             page = self.client.get_json(
-                KLINES_PATH, {**params, "startTime": cursor}, cost=KLINES_WEIGHT
+                KLINES_PATH,
+                {**params, "startTime": cursor},
+                cost=KLINES_WEIGHT,
+                on_answer=self._watch_weight,
             )
             _check_page(page, symbol)
             rows.extend(page)

@@ -55,6 +55,11 @@ class RateLimiter:
             self._sleep(wait)
             waited += wait
 
+    def paused_for(self) -> float:
+        """Seconds the current pause has left (0 when none)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` from now (the vendor said to back off)."""
         with self._lock:
