@@ -276,10 +276,16 @@ def _page_bars(body: Any, theirs: str, ours: str) -> tuple[list[dict[str, Any]],
 def _frame(bars: list[dict[str, Any]], timeframe: Timeframe, last_start: pd.Timestamp):
     if not bars:
         return empty_bars()
-    ts = pd.to_datetime(pd.Series([bar.get("t") for bar in bars]), utc=True, errors="coerce")
-    ts = ts.astype("datetime64[ns, UTC]")
+    ts = pd.DatetimeIndex(
+        pd.to_datetime(
+            pd.Series([bar.get("t") for bar in bars], dtype=object),
+            utc=True,
+            errors="coerce",
+            format="ISO8601",
+        )
+    ).as_unit("ns")
     if not timeframe.is_intraday:
-        ts = ts.dt.floor("D")
+        ts = ts.floor("D")
     values = {
         column: [bar.get(key) for bar in bars]
         for column, key in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c"))

@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from market_pipeline.domain.timeframes import Timeframe
@@ -187,12 +188,15 @@ class BinanceProvider(HttpVendorProvider):
             cursor = int(page[-1][0]) + 1
         if not rows:
             return empty_bars()
-        frame = pd.DataFrame([row[:6] for row in rows], columns=["t", *_VALUE_COLUMNS])
-        opens = pd.to_datetime(frame["t"].astype("int64"), unit="ms", utc=True)
-        values = {column: frame[column] for column in _VALUE_COLUMNS}
-        bars = bars_frame(opens.astype("datetime64[ns, UTC]"), values)
-        complete = bars["ts"] <= pd.Timestamp(last_start)
-        return self.finish(bars.loc[complete.to_numpy()], since)
+        opens = np.array([row[0] for row in rows], dtype=np.int64)
+        values = {
+            column: [row[index] for row in rows]
+            for index, column in enumerate(_VALUE_COLUMNS, start=1)
+        }
+        starts = pd.DatetimeIndex((opens * 1_000_000).view("datetime64[ns]")).tz_localize("UTC")
+        bars = bars_frame(starts, values)
+        complete = (bars["ts"] <= pd.Timestamp(last_start)).to_numpy()
+        return self.finish(bars if complete.all() else bars.loc[complete], since)
 
 
 _VALUE_COLUMNS = ("open", "high", "low", "close", "volume")

@@ -100,9 +100,9 @@ def _frame(table: dict[str, np.ndarray], keep: np.ndarray) -> pd.DataFrame:
     """The kept rows as the raw frame (``ts`` ``datetime64[ns, UTC]``, NaT where missing).
 
     Built from numpy arrays: pyarrow's ``to_pandas`` costs more than reading a row group."""
-    frame = pd.DataFrame({name: values[keep] for name, values in table.items()})
-    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
-    return frame
+    columns: dict[str, Any] = {name: values[keep] for name, values in table.items()}
+    columns["ts"] = pd.DatetimeIndex(columns["ts"]).tz_localize("UTC")
+    return pd.DataFrame(columns)
 
 
 def _open(source: BarSource) -> list[pq.ParquetFile]:
