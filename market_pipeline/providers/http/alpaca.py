@@ -292,5 +292,5 @@ def _frame(bars: list[dict[str, Any]], timeframe: Timeframe, last_start: pd.Time
     }
     values["volume"] = [bar.get("v") for bar in bars]
     frame = bars_frame(ts, values)
-    complete = frame["ts"].isna() | (frame["ts"] <= last_start)
-    return frame.loc[complete.to_numpy()]
+    complete = (frame["ts"].isna() | (frame["ts"] <= last_start)).to_numpy()
+    return frame if complete.all() else frame.loc[complete].reset_index(drop=True)

@@ -188,15 +188,15 @@ class BinanceProvider(HttpVendorProvider):
             cursor = int(page[-1][0]) + 1
         if not rows:
             return empty_bars()
+        # Klines still open at `until` go (Binance answers with the current one).
+        rows = [row for row in rows if row[0] <= params["endTime"]]
         opens = np.array([row[0] for row in rows], dtype=np.int64)
         values = {
             column: [row[index] for row in rows]
             for index, column in enumerate(_VALUE_COLUMNS, start=1)
         }
         starts = pd.DatetimeIndex((opens * 1_000_000).view("datetime64[ns]")).tz_localize("UTC")
-        bars = bars_frame(starts, values)
-        complete = (bars["ts"] <= pd.Timestamp(last_start)).to_numpy()
-        return self.finish(bars if complete.all() else bars.loc[complete], since)
+        return self.finish(bars_frame(starts, values), since)
 
 
 _VALUE_COLUMNS = ("open", "high", "low", "close", "volume")

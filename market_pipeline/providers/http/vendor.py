@@ -149,7 +149,7 @@ class HttpVendorProvider(MarketDataProvider):
     def finish(self, frame: pd.DataFrame, since: datetime | None) -> pd.DataFrame:
         """Keep the ``overlap_bars`` distinct timestamps before ``since`` and all from it on."""
         if since is None or frame.empty:
-            return frame.reset_index(drop=True)
+            return frame
         since_ts = pd.Timestamp(since).tz_convert("UTC")
         stamps = frame["ts"]
         earlier = np.unique(stamps[stamps < since_ts].dt.tz_localize(None).to_numpy("M8[ns]"))
