@@ -77,8 +77,13 @@ def find_revisions(
     overlaps = {pair: bars for pair, bars in overlaps.items() if len(bars)}
     if not overlaps:
         return {}
-    start = min(bars["ts"].iloc[0] for bars in overlaps.values()).to_pydatetime()
-    stored = repository.load_bars_since(overlaps, start)
+    # One read per timeframe from its earliest overlap bar: a chunk mixing 1m and 1d pairs would
+    # otherwise read days of 1m bars to compare a few.
+    stored: dict[Pair, pd.DataFrame] = {}
+    for timeframe in sorted({pair[1] for pair in overlaps}):
+        group = [pair for pair in overlaps if pair[1] == timeframe]
+        start = min(overlaps[pair]["ts"].iloc[0] for pair in group).to_pydatetime()
+        stored.update(repository.load_bars_since(group, start))
     revised: dict[Pair, int] = {}
     for pair, bars in overlaps.items():
         count = revised_bar_count(bars, stored.get(pair, bars.iloc[0:0]), tolerance=tolerance)
