@@ -29,6 +29,7 @@ CASES = (
     "metrics",
     "dashboard",
     "data_lag",
+    "vendors",
 )
 """Case modules of this package, in the order they run; each has ``run(smoke) -> [Result]``."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.universe import ProviderCheck, Universe, UniverseError, parse_universe
 from market_pipeline.providers import build_provider
 
@@ -36,8 +37,19 @@ def load_universe(path: str | Path) -> Universe:
 
 def universe_from_mapping(data: Any, *, source: str, base_dir: Path | None = None) -> Universe:
     """Validate already-parsed universe content; ``base_dir`` is where relative provider paths
-    resolve (the current directory when None)."""
-    return parse_universe(data, source=source, check_provider=provider_check(base_dir))
+    resolve (the current directory when None). Timeframes and asset classes the provider does
+    not offer (a vendor without 2m bars, or without FX) are refused too."""
+    universe = parse_universe(data, source=source, check_provider=provider_check(base_dir))
+    provider = build_provider(universe.provider)
+    for index, code in enumerate(universe.timeframes):
+        problem = provider.unsupported_timeframe(Timeframe.parse(code))
+        if problem:
+            raise UniverseError(f"{source}: timeframes[{index}]: {problem}")
+    for index, spec in enumerate(universe.symbols):
+        problem = provider.unsupported_asset_class(spec.asset_class)
+        if problem:
+            raise UniverseError(f"{source}: symbols[{index}]: symbol {spec.symbol!r}: {problem}")
+    return universe
 
 
 def provider_check(base_dir: Path | None) -> ProviderCheck:

@@ -47,6 +47,8 @@ def _bar_metadata(outcome: PairOutcome) -> dict:
         Metadata.BARS_STORED: dg.MetadataValue.int(outcome.bar_count),
         Metadata.FIRST_BAR_AT: dg.MetadataValue.text(_iso(outcome.first_bar_at)),
         Metadata.LAST_BAR_AT: dg.MetadataValue.text(_iso(outcome.last_bar_at)),
+        Metadata.REVISED_BARS: dg.MetadataValue.int(outcome.revised_bars),
+        Metadata.HISTORY_REFETCHED: dg.MetadataValue.bool(outcome.history_refetched),
     }
 
 
@@ -55,6 +57,7 @@ def _feature_metadata(outcome: PairOutcome) -> dict:
         Metadata.FEATURES_COMPUTED: dg.MetadataValue.int(outcome.features_computed),
         Metadata.BARS_STORED: dg.MetadataValue.int(outcome.bar_count),
         Metadata.LAST_BAR_AT: dg.MetadataValue.text(_iso(outcome.last_bar_at)),
+        Metadata.HISTORY_REFETCHED: dg.MetadataValue.bool(outcome.history_refetched),
     }
 
 
@@ -155,6 +158,13 @@ def _summarize(context: dg.AssetExecutionContext, outcomes: list[PairOutcome]) -
         f"{sum(o.rows_inserted for o in good)} bar rows written, "
         f"{sum(o.features_computed for o in good)} feature rows written"
     )
+    revised = [o for o in outcomes if o.revised_bars]
+    if revised:
+        context.log.warning(
+            f"{len(revised)} partition(s) had revised history (whole history re-fetched, all "
+            "features recomputed): "
+            + ", ".join(f"{key_of(*o.pair)} ({o.revised_bars} bars)" for o in revised[:20])
+        )
     if not failed:
         return
     errors = {key_of(*o.pair): o.error for o in failed}

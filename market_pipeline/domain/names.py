@@ -44,5 +44,10 @@ class Metadata:
     FIRST_BAR_AT: Final = "first_bar_at"
     LAST_BAR_AT: Final = "last_bar_at"
     FEATURES_COMPUTED: Final = "features_computed"
+    REVISED_BARS: Final = "revised_bars"
+    """Overlap bars the vendor had revised since they were stored (0: none)."""
+    HISTORY_REFETCHED: Final = "history_refetched"
+    """True when a revision made the run fetch the pair's whole history and rewrite every
+    feature row."""
     FAILED_PARTITIONS: Final = "failed_partitions"
     """On the step's ``Failure``: ``{partition key: error text}`` of the pairs that failed."""

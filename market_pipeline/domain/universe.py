@@ -17,8 +17,10 @@ The universe is configuration, not code. ``MARKET_PIPELINE_UNIVERSE`` names a YA
 A calendar is ``"24/7"``, ``FX`` or a name exchange_calendars knows (see
 :mod:`market_pipeline.domain.calendars`). Any provider block may also carry ``grace_seconds``
 (default 0): how long after a bar is complete the vendor publishes it, before the bar counts as
-due (:mod:`market_pipeline.domain.bar_schedule`). The universe keeps it apart from the block the
-provider is built from.
+due (:mod:`market_pipeline.domain.bar_schedule`), and ``revision_tolerance`` (default 1e-6): the
+relative difference between a re-fetched overlap bar and the stored one beyond which the pair's
+history counts as revised (:mod:`market_pipeline.domain.revisions`). The universe keeps both apart
+from the block the provider is built from.
 
 Adding a symbol or a timeframe is an edit of that file. Everything is checked on load and a
 problem raises :class:`UniverseError` naming the file and the offending entry, so a typo fails the
@@ -65,6 +67,10 @@ _SYMBOL_KEYS = ("symbol", "asset_class", "calendar")
 _REQUIRED_SYMBOL_KEYS = ("symbol", "asset_class")
 GRACE_KEY = "grace_seconds"
 MAX_GRACE_SECONDS = 7 * 86_400
+REVISION_TOLERANCE_KEY = "revision_tolerance"
+DEFAULT_REVISION_TOLERANCE = 1e-6
+UNIVERSE_PROVIDER_KEYS = (GRACE_KEY, REVISION_TOLERANCE_KEY)
+"""Keys any provider block may carry that the universe keeps, not the provider."""
 
 ProviderCheck = Callable[[Mapping[str, Any]], tuple[dict[str, Any], frozenset[str]]]
 """Validates a provider block: returns it normalised and the symbols it names."""
@@ -104,6 +110,7 @@ class Universe:
     calendars: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CALENDARS))
     grace_seconds: int = 0
     data_lag_tolerances: Mapping[str, int] = field(default_factory=dict)
+    revision_tolerance: float = DEFAULT_REVISION_TOLERANCE
     _by_symbol: dict[str, SymbolSpec] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -189,7 +196,7 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
         tolerances = parse_tolerances(data.get("data_lag_tolerance_seconds"), timeframes)
     except ValueError as exc:
         raise UniverseError(f"{source}: data_lag_tolerance_seconds: {exc}") from None
-    provider, grace_seconds = _parse_provider(
+    provider, grace_seconds, tolerance = _parse_provider(
         data["provider"], source, check_provider, {s.symbol for s in symbols}
     )
     return Universe(
@@ -201,6 +208,7 @@ def parse_universe(data: Any, *, source: str, check_provider: ProviderCheck) -> 
         calendars=calendars,
         grace_seconds=grace_seconds,
         data_lag_tolerances=tolerances,
+        revision_tolerance=tolerance,
     )
 
 
@@ -330,7 +338,7 @@ def _parse_timeframes(raw: Any, source: str) -> tuple[str, ...]:
 
 def _parse_provider(
     raw: Any, source: str, check_provider: ProviderCheck, symbols: set[str]
-) -> tuple[dict[str, Any], int]:
+) -> tuple[dict[str, Any], int, float]:
     """The provider block as the provider normalises it, and its grace in seconds (a key every
     provider kind takes, kept apart so that the block still builds the provider)."""
     where = f"{source}: provider"
@@ -342,11 +350,23 @@ def _parse_provider(
             f"{where}: {GRACE_KEY} must be a whole number of seconds from 0 to "
             f"{MAX_GRACE_SECONDS} (the vendor's delay in publishing a complete bar), got {grace!r}"
         )
+    tolerance = raw.get(REVISION_TOLERANCE_KEY, DEFAULT_REVISION_TOLERANCE)
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not 0 <= tolerance <= 1
+    ):
+        raise UniverseError(
+            f"{where}: {REVISION_TOLERANCE_KEY} must be a number from 0 to 1 (the relative "
+            f"difference of a re-fetched bar that counts as a revision), got {tolerance!r}"
+        )
     try:
-        config, referenced = check_provider({k: v for k, v in raw.items() if k != GRACE_KEY})
+        config, referenced = check_provider(
+            {k: v for k, v in raw.items() if k not in UNIVERSE_PROVIDER_KEYS}
+        )
     except ValueError as exc:
         raise UniverseError(f"{where}: {exc}") from None
     unknown = sorted(referenced - symbols)
     if unknown:
         raise UniverseError(f"{where}: names symbol(s) not in the universe: {', '.join(unknown)}")
-    return config, grace
+    return config, grace, float(tolerance)

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from market_pipeline.domain.features import compute_features, compute_features_many
-from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.universe import Universe
-from market_pipeline.domain.validation import validate_bars
+from market_pipeline.market_data.fetching import Fetched, fetch_pairs, find_revisions
 from market_pipeline.market_data.repository import MarketDataRepository, Pair
 from market_pipeline.providers.base import MarketDataProvider
 
@@ -51,6 +50,10 @@ class PairOutcome:
     last_bar_at: datetime | None = None
     bar_count: int = 0
     features_computed: int = 0
+    revised_bars: int = 0
+    """Overlap bars that differed from the stored ones (a revision of the vendor's history)."""
+    history_refetched: bool = False
+    """The whole history was fetched again after a revision, and all features recomputed."""
 
     @property
     def pair(self) -> Pair:
@@ -87,7 +90,10 @@ def refresh_pairs(
 ) -> list[PairOutcome]:
     """Bring ``pairs`` up to date; return one outcome per pair, in the order given.
 
-    With ``fetch`` new bars come from the provider (incrementally after the newest stored bar);
+    With ``fetch`` new bars come from the provider (incrementally after the newest stored bar,
+    up to ``provider.fetch_concurrency`` pairs at once); when the overlap bars it re-reads differ
+    from the stored ones beyond ``universe.revision_tolerance``, the pair's whole history is
+    fetched again and all of its features rewritten;
     with ``features`` the features of every pair with bars are recomputed over the full stored
     history (EMA-family values depend on all of it) and the rows from the first new bar on are
     written, so stored values always equal a full-history computation.
@@ -102,29 +108,24 @@ def refresh_pairs(
     clean: dict[Pair, pd.DataFrame] = {}
 
     if fetch:
-        for pair, outcome in outcomes.items():
-            try:
-                timeframe = Timeframe.parse(pair[1])
-                raw = provider.fetch_bars(
-                    pair[0], outcome.asset_class, timeframe, since=latest.get(pair), until=until
-                )
-                outcome.rows_fetched = len(raw)
-                checked = validate_bars(raw, timeframe=timeframe)
-            except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
-                outcome.fail("fetching bars", exc)
-                continue
-            outcome.validated = True
-            outcome.rejected = {k: int(v) for k, v in checked.rejected.items() if v}
-            if outcome.rows_rejected:
-                log.warning(
-                    "rejected %d bad bar rows of %s %s: %s",
-                    outcome.rows_rejected,
-                    pair[0],
-                    pair[1],
-                    outcome.rejected,
-                )
-            clean[pair] = checked.bars
-            first_new_bar[pair] = checked.bars["ts"].iloc[0] if len(checked.bars) else None
+        results = fetch_pairs(
+            list(outcomes),
+            provider=provider,
+            asset_class_of=universe.asset_class_of,
+            since=latest,
+            until=until,
+        )
+        for pair, result in results.items():
+            _take(outcomes[pair], result, clean, first_new_bar)
+        _refetch_revised(
+            outcomes,
+            clean,
+            first_new_bar,
+            find_revisions(clean, latest, repository, tolerance=universe.revision_tolerance),
+            provider=provider,
+            universe=universe,
+            until=until,
+        )
         new_pairs = [p for p in clean if p not in latest]
         try:
             written = repository.upsert_bars(clean, new_pairs=new_pairs)
@@ -154,6 +155,75 @@ def refresh_pairs(
     for outcome in outcomes.values():
         outcome.completed_at = clock()
     return [outcomes[pair] for pair in pairs]
+
+
+def _take(
+    outcome: PairOutcome,
+    result: Fetched | Exception,
+    clean: dict[Pair, pd.DataFrame],
+    first_new_bar: dict[Pair, pd.Timestamp | None],
+) -> None:
+    """Record one pair's fetch in its outcome, and its clean bars in ``clean``."""
+    if isinstance(result, Exception):
+        outcome.fail("fetching bars", result)
+        clean.pop(outcome.pair, None)
+        return
+    outcome.rows_fetched += result.rows_fetched
+    outcome.validated = True
+    rejected = {k: int(v) for k, v in result.checked.rejected.items() if v}
+    for reason, count in rejected.items():
+        outcome.rejected[reason] = outcome.rejected.get(reason, 0) + count
+    if rejected:
+        log.warning(
+            "rejected %d bad bar rows of %s %s: %s",
+            sum(rejected.values()),
+            outcome.symbol,
+            outcome.timeframe,
+            rejected,
+        )
+    bars = result.checked.bars
+    clean[outcome.pair] = bars
+    first_new_bar[outcome.pair] = bars["ts"].iloc[0] if len(bars) else None
+
+
+def _refetch_revised(
+    outcomes: dict[Pair, PairOutcome],
+    clean: dict[Pair, pd.DataFrame],
+    first_new_bar: dict[Pair, pd.Timestamp | None],
+    revised: dict[Pair, int],
+    *,
+    provider: MarketDataProvider,
+    universe: Universe,
+    until: datetime,
+) -> None:
+    """Fetch the whole history of each pair whose overlap bars were revised; its features are
+    then rewritten from its first bar on (``first_new_bar``)."""
+    if not revised:
+        return
+    results = fetch_pairs(
+        list(revised),
+        provider=provider,
+        asset_class_of=universe.asset_class_of,
+        since={},
+        until=until,
+    )
+    for pair, result in results.items():
+        outcome = outcomes[pair]
+        outcome.revised_bars = revised[pair]
+        log.warning(
+            "revised history of %s %s: %d overlap bar(s) differ from the stored ones beyond "
+            "a relative %g; fetching its whole history again and recomputing all its features",
+            pair[0],
+            pair[1],
+            revised[pair],
+            universe.revision_tolerance,
+        )
+        if isinstance(result, Exception):
+            outcome.fail("re-fetching revised history", result)
+            clean.pop(pair, None)
+            continue
+        outcome.history_refetched = True
+        _take(outcome, result, clean, first_new_bar)
 
 
 def chunked(pairs: Sequence[Pair], chunk_size: int, first_chunk_size: int) -> list[list[Pair]]:

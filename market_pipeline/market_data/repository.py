@@ -68,25 +68,41 @@ class MarketDataRepository:
         """Full stored history of each pair, sorted by time (pairs with none are absent)."""
         return self._load("ohlcv_bars", BAR_COLUMNS, pairs)
 
+    def load_bars_since(self, pairs: Iterable[Pair], since: datetime) -> dict[Pair, pd.DataFrame]:
+        """Stored bars stamped at or after ``since`` of each pair (the overlap of a fetch)."""
+        return self._load("ohlcv_bars", BAR_COLUMNS, pairs, since=since)
+
     def load_features(self, pairs: Iterable[Pair]) -> dict[Pair, pd.DataFrame]:
         return self._load("quant_features", FEATURE_COLUMNS, pairs)
 
-    def _load(self, table: str, columns: Sequence[str], pairs: Iterable[Pair]):
+    def _load(
+        self,
+        table: str,
+        columns: Sequence[str],
+        pairs: Iterable[Pair],
+        since: datetime | None = None,
+    ):
         wanted = set(pairs)
         if not wanted:
             return {}
         symbols = sorted({s for s, _ in wanted})
         timeframes = sorted({t for _, t in wanted})
+        params: dict[str, Any] = {"symbols": symbols, "timeframes": timeframes}
+        after = ""
+        if since is not None:
+            after = "AND ts >= :since "
+            stamp = pd.Series([pd.Timestamp(since)])
+            params["since"] = since if self.is_postgres else _sqlite_ts_strings(stamp)[0]
         query = sa.text(
             f"SELECT symbol, timeframe, ts, {_quote_columns(columns)} FROM {table} "
-            "WHERE symbol IN :symbols AND timeframe IN :timeframes "
+            f"WHERE symbol IN :symbols AND timeframe IN :timeframes {after}"
             "ORDER BY symbol, timeframe, ts"
         ).bindparams(
             sa.bindparam("symbols", expanding=True), sa.bindparam("timeframes", expanding=True)
         )
         with self.engine.connect() as conn:
             # Plain DBAPI tuples: building a frame from SQLAlchemy Row objects costs ~15 us a row.
-            cursor = conn.execute(query, {"symbols": symbols, "timeframes": timeframes}).cursor
+            cursor = conn.execute(query, params).cursor
             rows = cursor.fetchall()
         if not rows:
             return {}

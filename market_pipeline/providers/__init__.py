@@ -1,7 +1,9 @@
 """Sources of bars behind one interface (:class:`MarketDataProvider`), chosen by the universe file.
 
-Kinds: ``synthetic`` (:mod:`.synthetic`, deterministic demo data with failure injection) and
-``csv`` (:mod:`.csv_files`, one file per pair). See :mod:`.base` for how to add a vendor.
+Kinds: ``synthetic`` (:mod:`.synthetic`, deterministic demo data with failure injection),
+``csv`` (:mod:`.csv_files`, one file per pair), ``parquet`` (:mod:`.parquet`, files or a hive
+dataset), ``binance`` and ``alpaca`` (:mod:`.http`, the HTTP vendors). See :mod:`.base` for how
+to add a vendor.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from market_pipeline.providers import csv_files, synthetic  # noqa: F401  (register the kinds)
+from market_pipeline.providers import csv_files, http, parquet, synthetic  # noqa: F401  (kinds)
 from market_pipeline.providers.base import (
     RAW_COLUMNS,
     MarketDataProvider,

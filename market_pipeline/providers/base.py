@@ -39,7 +39,7 @@ from typing import Any, ClassVar, TypeVar
 import pandas as pd
 
 from market_pipeline.domain.timeframes import Timeframe
-from market_pipeline.domain.universe import GRACE_KEY
+from market_pipeline.domain.universe import UNIVERSE_PROVIDER_KEYS
 
 RAW_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 """Columns of the frame :meth:`MarketDataProvider.fetch_bars` returns (extras are ignored)."""
@@ -64,6 +64,10 @@ class MarketDataProvider(ABC):
 
     kind: ClassVar[str]
 
+    fetch_concurrency: int = 1
+    """Pairs the refresh fetches at once from this provider (network providers raise it; they
+    also cap their own requests in flight, whatever the number of callers)."""
+
     _config: dict[str, Any] | None = None
 
     @classmethod
@@ -81,7 +85,7 @@ class MarketDataProvider(ABC):
         if unknown:
             raise ProviderConfigError(
                 f"unknown key(s) {', '.join(repr(k) for k in unknown)} for provider kind "
-                f"{cls.kind!r}; allowed: {', '.join(('kind', *allowed, GRACE_KEY))}"
+                f"{cls.kind!r}; allowed: {', '.join(('kind', *allowed, *UNIVERSE_PROVIDER_KEYS))}"
             )
         try:
             provider = cls(**options)
@@ -102,6 +106,15 @@ class MarketDataProvider(ABC):
         """Symbols the configuration names (e.g. for failure injection); the universe checks
         they exist so that a typo is not silently ignored."""
         return frozenset()
+
+    def unsupported_timeframe(self, timeframe: Timeframe) -> str | None:
+        """Why this provider cannot serve ``timeframe`` (a vendor without such bars), or None.
+        The universe refuses such timeframes on load."""
+        return None
+
+    def unsupported_asset_class(self, asset_class: str) -> str | None:
+        """Why this provider cannot serve ``asset_class``, or None (checked on load too)."""
+        return None
 
     @abstractmethod
     def fetch_bars(

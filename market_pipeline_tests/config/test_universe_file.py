@@ -296,7 +296,7 @@ def test_unknown_provider_kind_is_refused_listing_the_known_ones(tmp_path):
     message = refusal(tmp_path, with_changes(provider={"kind": "bloomberg"}))
 
     assert "unknown provider kind 'bloomberg'" in message
-    assert "csv, synthetic" in message
+    assert "alpaca, binance, csv, parquet, synthetic" in message
 
 
 def test_provider_without_kind_is_refused(tmp_path):

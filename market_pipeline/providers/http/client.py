@@ -1,0 +1,187 @@
+"""One vendor's HTTP client: connection reuse, timeouts, concurrency cap, rate limit, retries.
+
+Every request of a provider goes through :meth:`VendorClient.get_json`, from any thread:
+
+- one ``httpx.Client`` (created on first use, so building a provider stays free of I/O) keeps
+  connections alive between requests; its pool holds ``concurrency`` connections;
+- at most ``concurrency`` requests are in flight at once, whatever the number of threads;
+- the :class:`~market_pipeline.providers.http.limits.RateLimiter` spaces them;
+- 5xx answers, timeouts, connection errors and 429 are retried up to ``max_tries`` in all, with
+  exponential backoff and jitter, waiting at least what ``Retry-After`` says (and holding the
+  provider's other requests as long); any other 4xx fails at once;
+- failures raise :class:`VendorHttpError`: ``<vendor> <status> after <n> tries: <vendor message>``.
+
+Headers (where credentials travel) are never logged nor put in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from market_pipeline.providers.base import ProviderError
+from market_pipeline.providers.http.limits import RateLimiter, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+ErrorText = Callable[[httpx.Response], str]
+"""Reads the vendor's own error message out of a failed answer."""
+
+
+class VendorHttpError(ProviderError):
+    """A vendor request that failed for good; ``status`` is the HTTP status, or ``timeout`` /
+    ``connection error``."""
+
+    def __init__(self, message: str, *, status: int | str, tries: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.tries = tries
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int | str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+def _tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class VendorClient:
+    """The HTTP side of one provider (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        base_url: str,
+        timeout_s: float,
+        concurrency: int,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        error_text: ErrorText,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.vendor = vendor
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+        self.limiter = limiter
+        self.retry = retry
+        self._error_text = error_text
+        self._sleep = sleep
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._rng = random.Random()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    timeout=httpx.Timeout(self.timeout_s),
+                    limits=httpx.Limits(
+                        max_connections=self.concurrency,
+                        max_keepalive_connections=self.concurrency,
+                    ),
+                    headers={"Accept": "application/json"},
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the pooled connections (a later request opens new ones)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        cost: float = 1.0,
+        on_answer: Callable[[httpx.Response], None] | None = None,
+    ) -> Any:
+        """GET ``path`` and return its JSON body, retrying as the module docstring says."""
+        for attempt in range(1, self.retry.max_tries + 1):
+            self.limiter.acquire(cost)
+            with self._slots:
+                failure, body = self._once(path, params, headers, on_answer)
+            if failure is None:
+                return body
+            too_long = (failure.retry_after or 0.0) > self.retry.max_retry_after_s
+            if not failure.retryable or attempt == self.retry.max_tries or too_long:
+                detail = failure.message
+                if too_long:
+                    detail += f" (Retry-After {failure.retry_after:.0f} s: not waited for)"
+                raise VendorHttpError(
+                    f"{self.vendor} {failure.status} after {_tries(attempt)}: {detail}",
+                    status=failure.status,
+                    tries=attempt,
+                )
+            if failure.retry_after is not None:
+                self.limiter.pause(failure.retry_after)
+            wait = self.retry.delay(attempt, failure.retry_after, self._rng)
+            log.warning(
+                "%s %s on GET %s (try %d of %d); retrying in %.2f s",
+                self.vendor,
+                failure.status,
+                path,
+                attempt,
+                self.retry.max_tries,
+                wait,
+            )
+            self._sleep(wait)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _once(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+        on_answer: Callable[[httpx.Response], None] | None,
+    ) -> tuple[_Failure | None, Any]:
+        try:
+            response = self._http().get(path, params=dict(params), headers=dict(headers or {}))
+        except httpx.TimeoutException:
+            return _Failure("timeout", f"no answer within {self.timeout_s:g} s", True), None
+        except httpx.TransportError as exc:
+            return _Failure("connection error", _short(str(exc) or type(exc).__name__), True), None
+        if on_answer is not None:
+            on_answer(response)
+        status = response.status_code
+        if status == 200:
+            try:
+                return None, response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                # Not retried: a vendor answering 200 with a broken body is no passing glitch.
+                detail = (
+                    f"the answer to GET {path} is not valid JSON ({type(exc).__name__}: "
+                    f"{_short(str(exc), 80)}); it starts {_short(response.text, 60)!r}"
+                )
+                return _Failure(200, detail, False), None
+        message = _short(self._error_text(response)) or response.reason_phrase
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retryable = status == 429 or status >= 500
+        if status == 418:  # Binance's IP ban; waited for only when short (see RetryPolicy)
+            retryable = True
+        return _Failure(status, message, retryable, retry_after), None
