@@ -10,6 +10,7 @@ middle of a run and the retry. The Redis restart has a broker of its own (test_c
 from __future__ import annotations
 
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -155,3 +156,96 @@ def test_a_demo_backfill_is_split_into_runs_that_both_workers_take(celery_cluste
     assert len({(r["symbol"], r["timeframe"]) for r in statuses}) == 250
     assert _rows(tables, "SELECT COUNT(*) AS n FROM feature_freshness")[0]["n"] == 250
     assert _rows(tables, "SELECT COUNT(*) AS n FROM feature_computation_failures")[0]["n"] == 0
+
+
+def _hold(c: Cluster) -> tuple[Path, Path]:
+    hold, entered = c.root / "hold", c.root / "entered"
+    entered.unlink(missing_ok=True)
+    hold.touch()
+    return hold, entered
+
+
+def _advisory_waiters(engine: sa.Engine) -> int:
+    rows = _rows(
+        engine,
+        "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    return int(rows[0]["n"])
+
+
+def _submit(c: Cluster, *args: str) -> subprocess.Popen[str]:
+    return c.start_cli(["backfill", "--submit", "--workspace", str(c.workspace), *args])
+
+
+def test_two_overlapping_backfills_of_the_same_pairs_take_turns_and_stay_exact(celery_cluster):
+    c = celery_cluster
+    tables = c.tables()
+    hold, entered = _hold(c)
+    first = second = None
+    try:
+        first = _submit(c, "--symbols", "AAPL", "MSFT", "--timeout", "240")
+        wait_until("the first run inside its refresh", entered.exists, tail=c.tail)
+        second = _submit(c, "--symbols", "MSFT", "AAPL", "--timeout", "240")
+        # The second run is on the other worker, waiting for the pairs the first one holds.
+        wait_until(
+            "the second run waiting on a pair lock",
+            lambda: _advisory_waiters(tables) > 0,
+            tail=c.tail,
+        )
+    finally:
+        hold.unlink(missing_ok=True)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    for process, (out, err) in zip((first, second), outs, strict=True):
+        assert process.returncode == 0, out[-3000:] + err[-3000:] + c.tail()
+    run_ids = [_run_ids(out)[0] for out, _ in outs]
+    workers = _workers_of(c, run_ids)
+    assert len(set(workers.values())) == 2, workers  # they did run at the same time
+    wait_until("both runs mirrored", lambda: _mirrored(tables, run_ids, "completed"), tail=c.tail)
+    for table in ("ohlcv_bars", "quant_features"):
+        [row] = _rows(
+            tables,
+            f"SELECT COUNT(*) AS n, COUNT(DISTINCT (symbol, timeframe, ts)) AS d FROM {table}",
+        )
+        assert row["n"] == row["d"], table
+    _assert_features_equal_full_recompute(tables, c.universe)
+
+
+def test_a_worker_killed_mid_run_fails_the_run_and_a_retry_completes(celery_cluster):
+    c = celery_cluster
+    tables = c.tables()
+    hold, entered = _hold(c)
+    try:
+        doomed = _submit(c, "--symbols", "NVDA", "--timeout", "240")
+        wait_until("the run inside its refresh", entered.exists, tail=c.tail)
+        run = c.instance.get_run_records(limit=1)[0].dagster_run  # type: ignore[attr-defined]
+        worker, pid = wait_until(
+            "the worker reporting the run's task",
+            lambda: c.executing(run.tags[CELERY_TASK_ID_TAG]),
+            tail=c.tail,
+        )
+        # The pool process of that worker, the one executing the run.
+        assert pid in c.descendants(worker), (worker, pid, c.descendants(worker))
+        c.kill(pid)
+    finally:
+        hold.unlink(missing_ok=True)
+    out, err = doomed.communicate(timeout=300)
+    # Celery fails the task of a lost worker process; run monitoring fails the run.
+    assert doomed.returncode == 1, out[-3000:] + err[-3000:] + c.tail()
+    [run_id] = _run_ids(out)
+    assert f"run {run_id} failure" in out
+    run = c.instance.get_run_by_id(run_id)  # type: ignore[attr-defined]
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    wait_until(
+        "the failed run mirrored", lambda: _mirrored(tables, [run_id], "failed"), tail=c.tail
+    )
+
+    retry = c.run_cli(
+        ["backfill", "--submit", "--workspace", str(c.workspace), "--symbols", "NVDA"]
+    )
+    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:] + c.tail()
+    [retry_id] = _run_ids(retry.stdout)
+    wait_until("the retry mirrored", lambda: _mirrored(tables, [retry_id], "completed"))
+    _assert_features_equal_full_recompute(tables, c.universe)
+    # The killed process's advisory locks went with its session: nothing is left locked.
+    assert _advisory_waiters(tables) == 0

@@ -236,9 +236,19 @@ class Cluster:
         for name in list(self.processes):
             self.stop_process(name)
 
-    def worker_pool_children(self, name: str) -> list[int]:
-        """Pids of the worker's pool processes (the ones that execute runs)."""
-        return [pid for pid in _descendants(self.processes[name].pid) if not _children(pid)]
+    def executing(self, task_id: str) -> tuple[str, int] | None:
+        """(worker name, pid of its pool process) executing Celery task ``task_id``, as the
+        workers report it (``celery inspect active``); ``None`` while no worker has it."""
+        active = self.celery_app().control.inspect(timeout=2).active() or {}
+        for worker, tasks in active.items():
+            for task in tasks:
+                if task["id"] == task_id:
+                    return worker.split("@")[0], int(task["worker_pid"])
+        return None
+
+    def descendants(self, name: str) -> list[int]:
+        """Pids of every process below worker ``name``'s command (its pool processes)."""
+        return _descendants(self.processes[name].pid)
 
     def kill(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
@@ -270,14 +280,23 @@ class Cluster:
         self._stack.callback(engine.dispose)
         return engine
 
+    def start_cli(self, args: list[str]) -> subprocess.Popen[str]:
+        """``market-pipeline ARGS`` as :meth:`run_cli`, not waited for; the caller communicates."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CLI, *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._stack.callback(_end, process)
+        return process
+
     def run_cli(self, args: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess:
         """``market-pipeline ARGS`` through its ``main``, in a process that knows the gated kind."""
-        code = (
-            "import sys\nimport market_pipeline_tests.support.gated_provider\n"
-            "from market_pipeline.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
-        )
         return subprocess.run(
-            [sys.executable, "-c", code, *args],
+            [sys.executable, "-c", _CLI, *args],
             cwd=REPO,
             env=self.env,
             capture_output=True,
@@ -287,20 +306,41 @@ class Cluster:
         )
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
+_CLI = (
+    "import sys\nimport market_pipeline_tests.support.gated_provider\n"
+    "from market_pipeline.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=30)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc: children of any thread count)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: the fields follow the last ")".
+        out[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
 
 
 def _descendants(pid: int) -> list[int]:
-    out, todo = [], _children(pid)
+    parents = _parents()
+    out, todo = [], [pid]
     while todo:
-        child = todo.pop()
-        out.append(child)
-        todo += _children(child)
+        current = todo.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        out += kids
+        todo += kids
     return out
 
 

@@ -2,8 +2,9 @@
 
 Importing this module registers the kind; every process of a test (the test, the CLI it runs,
 the daemon, Celery workers) imports it through the test's code location. While ``hold_file``
-exists, ``fetch_bars`` touches ``entered_file`` and waits (at most :data:`HOLD_MAX_S`): the run is
-then in the middle of its step, with its pairs locked, which is when the test strikes.
+exists, ``fetch_bars`` touches ``entered_file`` and waits (at most
+:data:`HOLD_MAX_S`): the run is then in the middle of its step, with its pairs locked, which is
+when the test strikes.
 """
 
 from __future__ import annotations
