@@ -129,7 +129,16 @@ def _pings(client: redis.Redis) -> bool:
 class Cluster:
     """Databases, instance, code location and processes of one scale-out test cluster."""
 
-    def __init__(self, root: Path, pg_server: str, broker_url: str, universe: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pg_server: str,
+        broker_url: str,
+        universe: Path,
+        *,
+        defs_module: str = DEFS_MODULE,
+    ) -> None:
+        self.defs_module = defs_module
         self.root, self.pg_server, self.broker_url, self.universe = (
             root,
             pg_server,
@@ -158,12 +167,7 @@ class Cluster:
         config = yaml.safe_load(instance_template(postgres=True, celery=True).read_text())
         config["run_monitoring"]["poll_interval_seconds"] = 2
         (self.home / "dagster.yaml").write_text(yaml.safe_dump(config))
-        (self.root / "cluster_defs.py").write_text(DEFS_MODULE)
-        self.workspace.write_text(
-            "load_from:\n  - python_file:\n"
-            f"      relative_path: {self.root / 'cluster_defs.py'}\n"
-            f"      working_directory: {REPO}\n      location_name: market_pipeline\n"
-        )
+        self.workspace = self.write_workspace("cluster_defs", self.defs_module)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
         self.env.update(
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -181,6 +185,18 @@ class Cluster:
         self._stack.callback(self._stop_all)
         self._stack.callback(self._forget_queue)
         return self
+
+    def write_workspace(self, name: str, module_text: str) -> Path:
+        """A code location ``market_pipeline`` from the module ``module_text`` (``name``.py);
+        returns its workspace file (for the daemon and ``backfill --submit --workspace``)."""
+        (self.root / f"{name}.py").write_text(module_text)
+        workspace = self.root / f"{name}_workspace.yaml"
+        workspace.write_text(
+            "load_from:\n  - python_file:\n"
+            f"      relative_path: {self.root / f'{name}.py'}\n"
+            f"      working_directory: {REPO}\n      location_name: market_pipeline\n"
+        )
+        return workspace
 
     def close(self) -> None:
         self._stack.close()
@@ -206,8 +222,10 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def start_daemon(self) -> None:
-        self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+    def start_daemon(self, workspace: Path | None = None) -> None:
+        self._start(
+            "daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace or self.workspace)]
+        )
 
     def start_worker(self, name: str) -> None:
         """``dagster-celery worker start`` on the cluster's queue, one run at a time."""
@@ -346,9 +364,15 @@ def _descendants(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def cluster(
-    root: Path, pg_server: str, broker_url: str, universe: Path, *, partitions_per_run: int
+    root: Path,
+    pg_server: str,
+    broker_url: str,
+    universe: Path,
+    *,
+    partitions_per_run: int,
+    defs_module: str = DEFS_MODULE,
 ) -> Iterator[Cluster]:
-    c = Cluster(root, pg_server, broker_url, universe)
+    c = Cluster(root, pg_server, broker_url, universe, defs_module=defs_module)
     try:
         yield c.open(partitions_per_run=partitions_per_run)
     finally:
