@@ -182,8 +182,9 @@ class Cluster:
             MARKET_PIPELINE_PARTITIONS_PER_RUN=str(partitions_per_run),
             PYTHONPATH=str(REPO),
         )
-        self._stack.callback(self._stop_all)
+        # Last in, first out: the processes stop, then the broker's keys go.
         self._stack.callback(self._forget_queue)
+        self._stack.callback(self._stop_all)
         return self
 
     def write_workspace(self, name: str, module_text: str) -> Path:
@@ -286,12 +287,25 @@ class Cluster:
         return app
 
     def _forget_queue(self) -> None:
-        """Remove the queue's keys from the broker, so nothing of the test stays behind."""
+        """Remove the queue, its bindings and the result records of the cluster's runs from the
+        broker (after the processes stopped, before the instance database is dropped)."""
+        task_ids: list[str] = []
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            engine = sa.create_engine(self.instance_url, poolclass=sa.pool.NullPool)
+            with engine.connect() as conn:
+                task_ids = list(
+                    conn.execute(
+                        sa.text("SELECT value FROM run_tags WHERE key = :k"),
+                        {"k": CELERY_TASK_ID_TAG},
+                    ).scalars()
+                )
+            engine.dispose()
         with contextlib.suppress(redis.exceptions.RedisError):
             client = redis.Redis.from_url(self.broker_url)
-            client.delete(self.queue, *(f"{self.queue}\x06\x16{p}" for p in range(10)))
-            for key in client.scan_iter(match=f"_kombu.binding.{self.queue}*"):
-                client.delete(key)
+            keys = [self.queue, *(f"{self.queue}\x06\x16{p}" for p in range(10))]
+            keys += [f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"]
+            keys += [f"celery-task-meta-{task_id}" for task_id in task_ids]
+            client.delete(*keys)
 
     def tables(self) -> sa.Engine:
         engine = make_engine(self.tables_url)
