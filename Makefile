@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-smoke validate serve dev clean-data chromium screenshot
+.PHONY: demo test lint bench bench-smoke validate serve dev clean-data chromium screenshot \
+	celery-up celery-down celery-backfill
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,celery]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -47,6 +48,17 @@ serve: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/market-pipeline dagster-home >/dev/null
 	DAGSTER_HOME=$$($(BIN)/market-pipeline dagster-home) $(BIN)/dagster dev -w workspace.yaml
+
+# The multi-process scale-out demo (README "Scaling out"): Redis check, two Celery workers, the
+# daemon and the webserver on a PostgreSQL instance; then a backfill queued as runs they share.
+celery-up: $(STAMP)
+	deploy/celery/local.sh up
+
+celery-backfill: $(STAMP)
+	deploy/celery/local.sh backfill
+
+celery-down:
+	deploy/celery/local.sh down
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -21,6 +21,7 @@ from bench.common import LATEST_JSON, Result, format_table, write_json
 CASES = (
     "store_ops",
     "backfill",
+    "scale_out",
     "demo_sqlite",
     "write_path",
     "features",

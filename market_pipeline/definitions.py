@@ -13,7 +13,7 @@ from market_pipeline.database.engine import normalize_db_url
 from market_pipeline.defs.jobs import build_jobs
 from market_pipeline.defs.market_assets import build_market_data_assets
 from market_pipeline.defs.observability_sensors import SensorIntervals, build_observability_sensors
-from market_pipeline.defs.partitions import build_pair_partitions
+from market_pipeline.defs.partitions import build_pair_partitions, pair_backfill_policy
 from market_pipeline.defs.report_job import scheduler_health_report_job
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.defs.schedules import build_schedules
@@ -35,12 +35,17 @@ def build_definitions(
     """Definitions for one universe and database; tests build their own."""
     universe = load_universe(settings.universe_path)
     partitions = build_pair_partitions(universe)
-    market_data = build_market_data_assets(partitions)
+    market_data = build_market_data_assets(
+        partitions, pair_backfill_policy(settings.partitions_per_run)
+    )
     return dg.Definitions(
         assets=[market_data],
         jobs=[*build_jobs(), scheduler_health_report_job],
-        schedules=build_schedules(universe),
+        schedules=build_schedules(universe, partitions_per_run=settings.partitions_per_run),
         sensors=build_observability_sensors(sensor_intervals),
+        # Every run is one step (the bulk refresh), so a step process of its own would only add
+        # a process start to each run: steps run in the run's process, wherever it is launched.
+        executor=dg.in_process_executor,
         resources={
             "database": DatabaseResource(
                 url=_database_url_config(settings),

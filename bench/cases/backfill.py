@@ -113,7 +113,18 @@ def postgres_instance(url: str, *, stock: bool = False):
 def floor_job(
     partitions_def: dg.PartitionsDefinition, *, with_checks: bool = False
 ) -> dg.JobDefinition:
-    """A job over the same two asset keys and partitions whose body only reports them.
+    """A job over the same two asset keys and partitions whose body only reports them."""
+    return floor_definitions(partitions_def, with_checks=with_checks).resolve_job_def(FLOOR_JOB)
+
+
+def floor_definitions(
+    partitions_def: dg.PartitionsDefinition,
+    *,
+    with_checks: bool = False,
+    job_name: str = FLOOR_JOB,
+    executor: dg.ExecutorDefinition | None = None,
+) -> dg.Definitions:
+    """Definitions of the floor job (named ``job_name``), whose body only reports the partitions.
 
     It pays what every design with one materialization per partition pays in Dagster (planning,
     per-partition materialization events written to the event log and the asset index), and
@@ -146,11 +157,11 @@ def floor_job(
             yield dg.AssetMaterialization(QUANT_FEATURES_KEY, partition=key)
 
     job = dg.define_asset_job(
-        FLOOR_JOB,
+        job_name,
         selection=dg.AssetSelection.assets(OHLCV_BARS_KEY, QUANT_FEATURES_KEY),
         partitions_def=partitions_def,
     )
-    return dg.Definitions(assets=[market_data], jobs=[job]).resolve_job_def(FLOOR_JOB)
+    return dg.Definitions(assets=[market_data], jobs=[job], executor=executor)
 
 
 def _timed_floor(
@@ -310,7 +321,13 @@ def run(smoke: bool = False) -> list[Result]:
         with postgres_instance(instance_url) as instance, dagster_logs_to(log_path):
             for market_url in market_urls:
                 floors.append(_timed_floor(floor, instance, keys[0], tags))
-                settings = Settings(home=workdir, db_url=market_url, universe_path=universe_path)
+                # One range run, as measured before the split (the scale_out case splits it).
+                settings = Settings(
+                    home=workdir,
+                    db_url=market_url,
+                    universe_path=universe_path,
+                    partitions_per_run=None,
+                )
                 start = time.perf_counter()
                 backfill = run_backfill(settings, instance=instance, trigger="bench")
                 ours_runs.append(time.perf_counter() - start)
@@ -333,7 +350,10 @@ def run(smoke: bool = False) -> list[Result]:
         # Before and after the shipped instance storage: the same floor and range run on stock
         # dagster-postgres storage (a new connection per storage call), on databases of their own.
         stock_settings = Settings(
-            home=workdir, db_url=stock_market_url, universe_path=universe_path
+            home=workdir,
+            db_url=stock_market_url,
+            universe_path=universe_path,
+            partitions_per_run=None,
         )
         with (
             postgres_instance(stock_instance_url, stock=True) as stock,

@@ -93,10 +93,21 @@ def report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def backfill(settings: Settings, args: argparse.Namespace) -> int:
-    from market_pipeline.cli.launcher import run_backfill
-
     prepare_dagster_home(settings)
-    result = run_backfill(settings, symbols=args.symbols, timeframes=args.timeframes)
+    if args.submit:
+        from market_pipeline.cli.run_queue import submit_backfill
+
+        result = submit_backfill(
+            settings,
+            symbols=args.symbols,
+            timeframes=args.timeframes,
+            workspace=args.workspace,
+            timeout=args.timeout,
+        )
+    else:
+        from market_pipeline.cli.launcher import run_backfill
+
+        result = run_backfill(settings, symbols=args.symbols, timeframes=args.timeframes)
     print(result.summary())
     return 0 if result.success or args.allow_failures else 1
 

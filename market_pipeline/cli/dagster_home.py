@@ -18,10 +18,14 @@ def prepare_dagster_home(
 
     Without ``DAGSTER_HOME`` the instance lives in ``$MARKET_PIPELINE_HOME/dagster_home`` (our
     folder: its dagster.yaml is rewritten from the shipped template each time, SQLite storage,
-    or the PostgreSQL template when ``DAGSTER_PG_URL`` is set). A ``DAGSTER_HOME`` of the user's
+    or the PostgreSQL template when ``DAGSTER_PG_URL`` is set, the Celery one when
+    ``DAGSTER_CELERY_BROKER_URL`` is set too). A ``DAGSTER_HOME`` of the user's
     own only gets a dagster.yaml when it has none.
     """
-    source = instance_template(postgres=bool(environ.get("DAGSTER_PG_URL")))
+    source = instance_template(
+        postgres=bool(environ.get("DAGSTER_PG_URL")),
+        celery=bool(environ.get("DAGSTER_CELERY_BROKER_URL")),
+    )
     given = environ.get("DAGSTER_HOME")
     home = Path(given).expanduser().resolve() if given else settings.home / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ builds the job it runs from the same assembly the code location serves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import dagster as dg
 
+from market_pipeline.cli.backfill_result import BackfillResult
 from market_pipeline.config.settings import Settings
 from market_pipeline.config.universe_file import load_universe
 from market_pipeline.definitions import build_definitions
@@ -23,23 +23,6 @@ from market_pipeline.domain.names import (
 from market_pipeline.domain.partition_keys import partition_ranges
 
 
-@dataclass
-class BackfillResult:
-    """The runs of one backfill and whether any of them had failed pairs."""
-
-    run_ids: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)
-    pairs: int = 0
-
-    @property
-    def success(self) -> bool:
-        return not self.failed_runs
-
-    def summary(self) -> str:
-        state = "succeeded" if self.success else f"{len(self.failed_runs)} run(s) had failed pairs"
-        return f"backfill of {self.pairs} pairs in {len(self.run_ids)} run(s): {state}"
-
-
 def run_backfill(
     settings: Settings,
     *,
@@ -49,9 +32,12 @@ def run_backfill(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
 ) -> BackfillResult:
-    """Run the market-data job in this process over the chosen pairs, one run per range."""
+    """Run the market-data job in this process over the chosen pairs, one run per range of at
+    most ``settings.partitions_per_run`` pairs, one after another."""
     universe = load_universe(settings.universe_path)
-    ranges = partition_ranges(universe, symbols, timeframes)
+    ranges = partition_ranges(
+        universe, symbols, timeframes, max_partitions_per_run=settings.partitions_per_run
+    )
     job = build_definitions(settings).resolve_job_def(MARKET_DATA_JOB)
     result = BackfillResult(
         pairs=len(symbols or universe.symbol_names) * len(timeframes or universe.timeframes)

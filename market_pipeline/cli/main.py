@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from market_pipeline.cli import commands
 from market_pipeline.config.settings import Settings
@@ -30,14 +31,43 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 def _add_backfill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "backfill", help="refresh bars and features of the universe (or a part) in one bulk run"
+        "backfill",
+        help="refresh bars and features of the universe (or a part) in bulk runs of at most "
+        "MARKET_PIPELINE_PARTITIONS_PER_RUN pairs: in this process, or queued with --submit",
     )
     p.add_argument("--symbols", nargs="+", help="only these symbols (default: all)")
     p.add_argument("--timeframes", nargs="+", help="only these timeframes (default: all)")
     p.add_argument(
         "--allow-failures", action="store_true", help="exit 0 even when some pairs failed"
     )
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit the runs to the instance's run queue (a dagster-daemon launches them with "
+        "the instance's run launcher, e.g. on Celery workers) and wait for them",
+    )
+    p.add_argument(
+        "--workspace",
+        type=Path,
+        help="with --submit: the workspace YAML whose 'market_pipeline' location the runs name "
+        "(default: the module market_pipeline.definitions)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        help="with --submit: fail after this many seconds if runs are still unfinished",
+    )
     p.set_defaults(func=commands.backfill)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def _add_reconcile(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +136,13 @@ def _is_user_error(exc: Exception) -> bool:
     from market_pipeline.domain.universe import UniverseError
 
     return isinstance(
-        exc, DatabaseUnavailableError | MigrationError | UniverseError | CliError | ValueError
+        exc,
+        DatabaseUnavailableError
+        | MigrationError
+        | UniverseError
+        | CliError
+        | ValueError
+        | TimeoutError,
     )
 
 

@@ -19,6 +19,9 @@ Every setting has one environment variable and one default, named here and in th
   ``MARKET_PIPELINE_METRICS_PER_PAIR_LIMIT`` pairs (default 2000).
 - ``MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL``: seconds between two readings of Dagster's state
   for ``/metrics``, made beside the scrapes (default 5).
+- ``MARKET_PIPELINE_PARTITIONS_PER_RUN``: most (symbol, timeframe) partitions one run covers,
+  or ``all`` for one run per contiguous range (default 250, see README "Scaling out"). It sets the
+  assets' backfill policy (``BackfillPolicy.multi_run``), the schedules' and the CLI's split.
 - ``MARKET_PIPELINE_DAGSTER_UI_URL``: base URL of the Dagster UI, which the dashboard links each
   pair's partition to (default ``http://127.0.0.1:3000``, where ``make dev`` serves it).
 - ``MARKET_PIPELINE_COVERAGE_OBJECTIVE``: the coverage SLO, the share of monitored pairs whose
@@ -43,6 +46,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DB_URL_ENV = "MARKET_PIPELINE_DB_URL"
 PER_PAIR_MODES = ("auto", "on", "off")
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_PARTITIONS_PER_RUN = 250
+"""Runs of at most 250 partitions: the demo universe stays one run, a 1,000-pair universe is four
+runs that two workers share (per-run overhead against parallelism: README "Scaling out")."""
 
 
 def _checkout_dir() -> Path:
@@ -73,6 +79,8 @@ class Settings:
     dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL
     coverage_objective: float = 0.99
     coverage_retention_days: int = 35
+    partitions_per_run: int | None = DEFAULT_PARTITIONS_PER_RUN
+    """``None``: no limit (one run per contiguous key range, a single-run backfill policy)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +112,7 @@ class Settings:
             dagster_ui_url=_ui_url(env.get("MARKET_PIPELINE_DAGSTER_UI_URL")),
             coverage_objective=_objective(env.get("MARKET_PIPELINE_COVERAGE_OBJECTIVE")),
             coverage_retention_days=_retention_days(env),
+            partitions_per_run=_partitions_per_run(env.get("MARKET_PIPELINE_PARTITIONS_PER_RUN")),
         )
 
     def per_pair_metrics(self, pairs: int) -> bool:
@@ -157,6 +166,19 @@ def _objective(text: str | None) -> float:
             f"such as 0.99, got {raw!r}"
         )
     return value
+
+
+def _partitions_per_run(text: str | None) -> int | None:
+    value = (text or "").strip().lower()
+    if not value:
+        return DEFAULT_PARTITIONS_PER_RUN
+    if value == "all":
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError(
+        f"MARKET_PIPELINE_PARTITIONS_PER_RUN must be a positive integer or 'all', got {text!r}"
+    )
 
 
 def _ui_url(text: str | None) -> str:

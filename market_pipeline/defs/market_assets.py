@@ -178,8 +178,12 @@ def _summarize(context: dg.AssetExecutionContext, outcomes: list[PairOutcome]) -
     )
 
 
-def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """The ``ohlcv_bars`` -> ``quant_features`` assets over ``partitions_def``."""
+def build_market_data_assets(
+    partitions_def: dg.PartitionsDefinition,
+    backfill_policy: dg.BackfillPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """The ``ohlcv_bars`` -> ``quant_features`` assets over ``partitions_def``, split into runs by
+    ``backfill_policy`` (default: one run per range)."""
 
     @dg.multi_asset(
         name=MARKET_DATA_OP,
@@ -189,7 +193,7 @@ def build_market_data_assets(partitions_def: dg.PartitionsDefinition) -> dg.Asse
             bars_current_check_spec(partitions_def),
         ],
         partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy or dg.BackfillPolicy.single_run(),
         can_subset=True,
     )
     def market_data(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from market_pipeline.domain import partition_keys
+from market_pipeline.domain.partition_keys import check_partitions_per_run
 from market_pipeline.domain.universe import Universe
 
 
@@ -24,3 +25,18 @@ def pair_of(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
         dims = key.keys_by_dimension
         return dims["symbol"], dims["timeframe"]
     return partition_keys.pair_of(str(key))
+
+
+def pair_backfill_policy(partitions_per_run: int | None) -> dg.BackfillPolicy:
+    """Dagster's split of a UI or daemon backfill: ``multi_run`` of at most ``partitions_per_run``
+    pairs, or one run per key range (``single_run``) when it is ``None``.
+
+    Dagster cuts a multi-partition selection into key ranges of one timeframe each (all of the
+    chosen symbols) and then each range into runs of at most that many symbols, so a backfill of
+    S symbols x T timeframes becomes T x ceil(S / N) runs, every pair in one of them (tested). Our
+    own split (CLI, schedules) keeps a symbol's timeframes together, which makes fewer runs.
+    """
+    check_partitions_per_run(partitions_per_run)
+    if partitions_per_run is None:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(partitions_per_run)

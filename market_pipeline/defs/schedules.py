@@ -1,9 +1,10 @@
 """Schedules: the daily backfill of the universe, an intraday one for short timeframes, the report.
 
-Backfills launch bulk runs: one run per contiguous partition-key range (usually one run for the
-whole selection), never one run per partition. Their runs carry ``market_pipeline/trigger:
-schedule`` (and Dagster's ``dagster/schedule_name``), which the mirror records as ``run_trigger``
-so scheduled runs are told apart from manual ones.
+Backfills launch bulk runs through the instance's run queue: one run per contiguous partition-key
+range of at most ``MARKET_PIPELINE_PARTITIONS_PER_RUN`` pairs (the split the CLI's backfill and the
+assets' backfill policy use), never one run per partition. Their runs carry
+``market_pipeline/trigger: schedule`` (and Dagster's ``dagster/schedule_name``), which the mirror
+records as ``run_trigger`` so scheduled runs are told apart from manual ones.
 """
 
 from __future__ import annotations
@@ -41,19 +42,25 @@ def backfill_run_requests(
     *,
     timeframes: list[str] | None = None,
     schedule: str,
+    partitions_per_run: int | None = None,
 ) -> list[dg.RunRequest]:
-    """One run request per partition-key range covering the chosen timeframes of every symbol."""
+    """One run request per partition-key range (of at most ``partitions_per_run`` pairs)
+    covering the chosen timeframes of every symbol."""
     return [
         dg.RunRequest(
             run_key=f"{schedule}:{scheduled_for}:{start}...{end}",
             job_name=MARKET_DATA_JOB,
             tags={RANGE_START_TAG: start, RANGE_END_TAG: end, TRIGGER_TAG: "schedule"},
         )
-        for start, end in partition_ranges(universe, None, timeframes)
+        for start, end in partition_ranges(
+            universe, None, timeframes, max_partitions_per_run=partitions_per_run
+        )
     ]
 
 
-def build_schedules(universe: Universe) -> list[dg.ScheduleDefinition]:
+def build_schedules(
+    universe: Universe, *, partitions_per_run: int | None = None
+) -> list[dg.ScheduleDefinition]:
     """The three schedules over ``universe`` (all in UTC, running by default)."""
     calendars = [
         get_calendar(name) for name in {universe.calendar_of(s) for s in universe.symbol_names}
@@ -80,7 +87,9 @@ def build_schedules(universe: Universe) -> list[dg.ScheduleDefinition]:
             names = ", ".join(sorted({c.name for c in calendars}))
             return dg.SkipReason(f"no session of {names} closed in the 24 h before {tick}")
         when = tick.isoformat() if tick is not None else "manual"
-        return backfill_run_requests(universe, when, schedule="daily")
+        return backfill_run_requests(
+            universe, when, schedule="daily", partitions_per_run=partitions_per_run
+        )
 
     short = intraday_timeframes(universe)
 
@@ -98,7 +107,13 @@ def build_schedules(universe: Universe) -> list[dg.ScheduleDefinition]:
         if not short:
             return dg.SkipReason("the universe has no timeframe shorter than 1h")
         when = context.scheduled_execution_time.isoformat()
-        return backfill_run_requests(universe, when, timeframes=short, schedule="intraday")
+        return backfill_run_requests(
+            universe,
+            when,
+            timeframes=short,
+            schedule="intraday",
+            partitions_per_run=partitions_per_run,
+        )
 
     scheduler_health_report_schedule = dg.ScheduleDefinition(
         name="scheduler_health_report_schedule",

@@ -19,6 +19,7 @@ import pandas as pd
 from market_pipeline.domain.features import compute_features, compute_features_many
 from market_pipeline.domain.universe import Universe
 from market_pipeline.market_data.fetching import Fetched, fetch_pairs, find_revisions
+from market_pipeline.market_data.pair_locks import locked_pairs
 from market_pipeline.market_data.repository import MarketDataRepository, Pair
 from market_pipeline.providers.base import MarketDataProvider
 
@@ -255,6 +256,8 @@ def refresh_in_chunks(
     them; chunks also bound memory on large universes. With two workers one chunk's COPY runs on
     the server while the other chunk is computed (PostgreSQL; SQLite has one writer at a time, so
     more than one worker only waits there). ``after_chunk`` runs in the worker after each chunk.
+    Each chunk is refreshed under its pairs' advisory locks on PostgreSQL, so runs sharing pairs
+    take turns on them (:mod:`market_pipeline.market_data.pair_locks`).
 
     A chunk that raises as a whole (a database error; a pair's own failure never raises) raises
     here when its turn comes, and no later chunk is started. With two workers the chunk after it
@@ -267,10 +270,14 @@ def refresh_in_chunks(
     if not chunks:
         return
 
+    repository: MarketDataRepository = refresh_kwargs["repository"]
+
     def work(chunk: list[Pair]) -> list[PairOutcome]:
-        outcomes = refresh_pairs(chunk, **refresh_kwargs)
-        if after_chunk is not None:
-            after_chunk(outcomes)
+        # Another run refreshing some of these pairs finishes them first (pair_locks).
+        with locked_pairs(repository.engine, chunk):
+            outcomes = refresh_pairs(chunk, **refresh_kwargs)
+            if after_chunk is not None:
+                after_chunk(outcomes)
         return outcomes
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="market-refresh") as pool:

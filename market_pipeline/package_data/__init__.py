@@ -17,9 +17,18 @@ def sql_dir() -> Path:
     return _HERE / "sql"
 
 
-def instance_template(postgres: bool) -> Path:
-    """The Dagster instance template: SQLite storage, or PostgreSQL (``DAGSTER_PG_URL``)."""
+def instance_template(postgres: bool, *, celery: bool = False) -> Path:
+    """The Dagster instance template: SQLite storage, or PostgreSQL (``DAGSTER_PG_URL``), with
+    runs launched on Celery workers when ``celery`` (``DAGSTER_CELERY_BROKER_URL`` too)."""
+    if postgres and celery:
+        return _HERE / "instance" / "dagster.celery.yaml"
     return _HERE / "instance" / ("dagster.postgres.yaml" if postgres else "dagster.yaml")
+
+
+def celery_worker_config() -> Path:
+    """The ``-y`` file of ``dagster-celery worker start``: broker and backend from the
+    environment, as the instance's run launcher has them."""
+    return _HERE / "instance" / "celery_worker.yaml"
 
 
 def demo_universe() -> Path:

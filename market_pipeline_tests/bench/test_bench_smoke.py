@@ -36,6 +36,7 @@ def test_bench_smoke_writes_every_case_with_positive_figures(pg_server, tmp_path
     prefixes = {
         "store:",
         "backfill:",
+        "scale out:",
         "demo on SQLite:",
         "write path:",
         "features:",

@@ -74,3 +74,17 @@ def test_the_dagster_metrics_interval_takes_fractions():
     env = {"MARKET_PIPELINE_METRICS_DAGSTER_INTERVAL": "0.5"}
     assert Settings.from_env(env).metrics_dagster_interval_seconds == 0.5
     assert Settings.from_env({}).metrics_dagster_interval_seconds == 5.0
+
+
+def test_partitions_per_run_default_to_250_and_take_a_number_or_all():
+    assert Settings.from_env({}).partitions_per_run == 250
+    assert Settings.from_env({"MARKET_PIPELINE_PARTITIONS_PER_RUN": "60"}).partitions_per_run == 60
+    assert (
+        Settings.from_env({"MARKET_PIPELINE_PARTITIONS_PER_RUN": "ALL"}).partitions_per_run is None
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "many"])
+def test_partitions_per_run_must_be_a_positive_integer_or_all(value):
+    with pytest.raises(ValueError, match="MARKET_PIPELINE_PARTITIONS_PER_RUN must be a positive"):
+        Settings.from_env({"MARKET_PIPELINE_PARTITIONS_PER_RUN": value})

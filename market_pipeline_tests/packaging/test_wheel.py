@@ -85,6 +85,8 @@ def test_the_wheel_ships_its_data_files_and_no_tests(wheel):
         assert len(shipped) == len(checkout) >= 6
     assert "market_pipeline/package_data/instance/dagster.yaml" in names
     assert "market_pipeline/package_data/instance/dagster.postgres.yaml" in names
+    assert "market_pipeline/package_data/instance/dagster.celery.yaml" in names
+    assert "market_pipeline/package_data/instance/celery_worker.yaml" in names
     assert "market_pipeline/package_data/universes/demo.yaml" in names
     dashboard = REPO / "market_pipeline/package_data/dashboard"
     files = sorted(
