@@ -44,6 +44,7 @@ class HeldProvider:
 
     def __init__(self, inner, *, hold: bool) -> None:
         self.inner, self.hold = inner, hold
+        self.fetch_concurrency = inner.fetch_concurrency  # the refresh's concurrent fetch reads it
         self.calls: list[tuple[str, str]] = []
         self.entered, self.release = threading.Event(), threading.Event()
 
