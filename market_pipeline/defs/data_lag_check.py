@@ -7,10 +7,10 @@ for the pairs whose data status changed. WARN: a late vendor is a finding, not a
 from __future__ import annotations
 
 import json
-import warnings
 
 import dagster as dg
 
+from market_pipeline.defs.partitions import partitioned_check_spec
 from market_pipeline.domain.data_lag import DataLag
 from market_pipeline.domain.names import BARS_CURRENT_CHECK, OHLCV_BARS
 from market_pipeline.domain.partition_keys import key_of
@@ -20,17 +20,13 @@ OHLCV_BARS_KEY = dg.AssetKey(OHLCV_BARS)
 
 
 def bars_current_check_spec(partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
-    # A partitioned check spec (preview in Dagster 1.13), like bar_validity_check: one result
-    # per (symbol, timeframe) inside a bulk range run.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return dg.AssetCheckSpec(
-            BARS_CURRENT_CHECK,
-            asset=OHLCV_BARS_KEY,
-            partitions_def=partitions_def,
-            description="The newest bar due by the pair's exchange calendar (sessions, "
-            "holidays, early closes) and the provider's grace is stored.",
-        )
+    return partitioned_check_spec(
+        BARS_CURRENT_CHECK,
+        OHLCV_BARS_KEY,
+        partitions_def,
+        "The newest bar due by the pair's exchange calendar (sessions, holidays, early "
+        "closes) and the provider's grace is stored.",
+    )
 
 
 def bars_current_evaluation(

@@ -7,14 +7,13 @@ reported materialized one by one, and when some pairs failed the step ends with 
 lists them, so Dagster marks exactly those partitions failed.
 """
 
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from market_pipeline.defs.data_lag_check import bars_current_check_spec, bars_current_evaluation
-from market_pipeline.defs.partitions import pair_of
+from market_pipeline.defs.partitions import pair_of, partitioned_check_spec
 from market_pipeline.defs.resources import DatabaseResource, MarketDataResource
 from market_pipeline.domain.names import (
     BAR_VALIDITY_CHECK,
@@ -84,17 +83,13 @@ def _check_evaluation(outcome: PairOutcome) -> dg.AssetCheckEvaluation:
 
 
 def bar_validity_check_spec(partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
-    # Partitioned check specs are a preview feature in Dagster 1.13; they are what gives one
-    # check result per (symbol, timeframe) inside a bulk range run, so we use them on purpose.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return dg.AssetCheckSpec(
-            BAR_VALIDITY_CHECK,
-            asset=OHLCV_BARS_KEY,
-            partitions_def=partitions_def,
-            description="Fetched bars broke no OHLC invariant, had no NaN, non-positive price or "
-            "duplicated/unparsable timestamp (bad rows are never stored).",
-        )
+    return partitioned_check_spec(
+        BAR_VALIDITY_CHECK,
+        OHLCV_BARS_KEY,
+        partitions_def,
+        "Fetched bars broke no OHLC invariant, had no NaN, non-positive price or "
+        "duplicated/unparsable timestamp (bad rows are never stored).",
+    )
 
 
 def _asset_specs() -> list[dg.AssetSpec]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from market_pipeline.domain import partition_keys
@@ -40,3 +42,16 @@ def pair_backfill_policy(partitions_per_run: int | None) -> dg.BackfillPolicy:
     if partitions_per_run is None:
         return dg.BackfillPolicy.single_run()
     return dg.BackfillPolicy.multi_run(partitions_per_run)
+
+
+def partitioned_check_spec(
+    name: str, asset: dg.AssetKey, partitions_def: dg.PartitionsDefinition, description: str
+) -> dg.AssetCheckSpec:
+    """A check of ``asset`` with one result per partition."""
+    # Partitioned check specs are a preview feature in Dagster 1.13; they are what gives one
+    # check result per (symbol, timeframe) inside a bulk range run, so we use them on purpose.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name, asset=asset, partitions_def=partitions_def, description=description
+        )

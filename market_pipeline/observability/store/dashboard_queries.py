@@ -135,12 +135,8 @@ class DashboardReads:
             write=False,
         )
         found = list(_dicts(rows, PAIR_COLUMNS))
-        lags = (
-            {}
-            if ctx.lag_rules is None
-            else ctx.lag_rules.evaluate(
-                ((r["symbol"], r["timeframe"], r["last_bar_at"]) for r in found), now
-            )
+        lags = data_lag_reads.evaluate(
+            ctx, ((r["symbol"], r["timeframe"], r["last_bar_at"]) for r in found), now
         )
         pairs = [self._pair(now, row, lags.get((row["symbol"], row["timeframe"]))) for row in found]
         order = self._order
@@ -226,10 +222,8 @@ class DashboardReads:
     def _lag_of(
         self, symbol: str, timeframe: str, cell: Mapping[str, Any], now: datetime
     ) -> DataLag | None:
-        rules = self._ctx.lag_rules
-        if rules is None:
-            return None
-        return rules.evaluate([(symbol, timeframe, cell["last_bar_at"])], now)[(symbol, timeframe)]
+        rows = [(symbol, timeframe, cell["last_bar_at"])]
+        return data_lag_reads.evaluate(self._ctx, rows, now).get((symbol, timeframe))
 
     def _detail(
         self,
