@@ -14,6 +14,7 @@ process only one run per tick): a database error is logged and left to the recon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -142,11 +143,12 @@ def _reconcile_sensor(interval: int) -> dg.SensorDefinition:
     return mirror_reconcile_sensor
 
 
-def _report_data_status_changes(context: dg.SensorEvaluationContext, store) -> str:
+def _report_data_status_changes(
+    context: dg.SensorEvaluationContext, store, lags: dict | None
+) -> str:
     """Re-evaluate bars_current_check between runs: a result for each pair whose data status
     changed since the last one reported (a vendor that stops publishing turns pairs late
     with no run at all). Returns the data statuses counted, for the tick's message."""
-    lags = store.data_time.lags()
     if lags is None:
         return ""
     changed, cursor = changed_statuses(lags, context.cursor)
@@ -180,8 +182,13 @@ def _freshness_sensor(interval: int) -> dg.SensorDefinition:
         try:
             store = _store(database, market_data)
             updated = store.refresh_feature_freshness()
-            store.data_time.record_coverage_sample(retention_days=database.coverage_retention_days)
-            data_text = _report_data_status_changes(context, store)
+            # One read of every pair's newest bar serves the sample and the check results.
+            now = datetime.now(UTC)
+            lags = store.data_time.lags(now=now)
+            store.data_time.record_coverage_sample(
+                now=now, retention_days=database.coverage_retention_days, lags=lags
+            )
+            data_text = _report_data_status_changes(context, store, lags)
             summary = store.get_feature_staleness_report(limit=1).summary
         except Exception as exc:  # noqa: BLE001
             context.log.warning(f"freshness refresh failed: {type(exc).__name__}: {exc}")

@@ -17,18 +17,26 @@ from market_pipeline.domain.coverage import (
     sample_counts,
     window,
 )
+from market_pipeline.domain.data_lag import DataLag
 from market_pipeline.observability.store import data_lag_reads
-from market_pipeline.observability.store.context import StoreContext
+from market_pipeline.observability.store.context import Pair, StoreContext
 
 
-def record_sample(ctx: StoreContext, now: datetime, retention_days: int) -> int:
+def record_sample(
+    ctx: StoreContext,
+    now: datetime,
+    retention_days: int,
+    lags: dict[Pair, DataLag | None] | None = None,
+) -> int:
     """Store one sample at ``now`` (one row per timeframe and asset class) and delete samples
-    older than ``retention_days``; return the rows written (0 without data-lag rules)."""
+    older than ``retention_days``; return the rows written (0 without data-lag rules).
+    ``lags``: the pairs' data lag at ``now`` when the caller has read it already."""
     if isinstance(retention_days, bool) or not isinstance(retention_days, int):
         raise TypeError(f"retention_days must be an int, got {type(retention_days).__name__}")
     if retention_days < 1:
         raise ValueError(f"retention_days must be >= 1, got {retention_days}")
-    lags = data_lag_reads.read_lags(ctx, now)
+    if lags is None:
+        lags = data_lag_reads.read_lags(ctx, now)
     if ctx.lag_rules is None or lags is None:
         return 0
     rules = ctx.lag_rules

@@ -29,12 +29,17 @@ class DataTime:
         return None if rules is None else rules.tolerance_seconds(timeframe)
 
     def record_coverage_sample(
-        self, *, now: datetime | None = None, retention_days: int = 35
+        self,
+        *,
+        now: datetime | None = None,
+        retention_days: int = 35,
+        lags: dict[Pair, DataLag | None] | None = None,
     ) -> int:
         """Store a coverage sample at ``now`` (per timeframe and asset class: the monitored
         pairs and how many are ``current``), delete samples older than ``retention_days``;
-        return the rows written (0 when the store knows no calendars)."""
-        return coverage.record_sample(self._ctx, self._at(now), retention_days)
+        return the rows written (0 when the store knows no calendars). ``lags``: what
+        :meth:`lags` returned for ``now``, so that the pairs are not read twice."""
+        return coverage.record_sample(self._ctx, self._at(now), retention_days, lags)
 
     def coverage_report(self, *, objective: float = 0.99) -> CoverageReport:
         """The coverage SLI over 1 h, 24 h and 30 d against ``objective``, the burn rates, the
