@@ -88,3 +88,30 @@ def test_partitions_per_run_default_to_250_and_take_a_number_or_all():
 def test_partitions_per_run_must_be_a_positive_integer_or_all(value):
     with pytest.raises(ValueError, match="MARKET_PIPELINE_PARTITIONS_PER_RUN must be a positive"):
         Settings.from_env({"MARKET_PIPELINE_PARTITIONS_PER_RUN": value})
+
+
+def test_the_coverage_objective_and_retention_have_defaults_and_take_values():
+    assert (
+        Settings.from_env({}).coverage_objective,
+        Settings.from_env({}).coverage_retention_days,
+    ) == (0.99, 35)
+    env = {
+        "MARKET_PIPELINE_COVERAGE_OBJECTIVE": "0.995",
+        "MARKET_PIPELINE_COVERAGE_RETENTION_DAYS": "90",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.coverage_objective, settings.coverage_retention_days) == (0.995, 90)
+
+
+@pytest.mark.parametrize("value", ["1", "0", "1.5", "-0.1", "99%", "nan"])
+def test_a_coverage_objective_outside_0_to_1_is_refused(value):
+    with pytest.raises(ValueError, match="MARKET_PIPELINE_COVERAGE_OBJECTIVE must be a share"):
+        Settings.from_env({"MARKET_PIPELINE_COVERAGE_OBJECTIVE": value})
+
+
+@pytest.mark.parametrize(("value", "message"), [("29", "at least 30"), ("x", "positive integer")])
+def test_a_coverage_retention_under_the_slo_window_is_refused(value, message):
+    with pytest.raises(
+        ValueError, match=f"MARKET_PIPELINE_COVERAGE_RETENTION_DAYS must be .*{message}"
+    ):
+        Settings.from_env({"MARKET_PIPELINE_COVERAGE_RETENTION_DAYS": value})
