@@ -51,6 +51,7 @@ from bench.common import (
     temp_database,
     write_universe,
 )
+from bench.cpu import cpu_now
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.cli.run_queue import submit_backfill
 from market_pipeline.config.settings import Settings
@@ -107,14 +108,16 @@ def _ranges(universe, runs: int) -> list[tuple[str, str]]:
 
 def _in_process(
     workdir: Path, universe_path: Path, splits: tuple[int, ...]
-) -> dict[str, dict[int, float]]:
-    """Seconds of our backfill and of the floor, split into 1, 2, 4 runs run one after another."""
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[str, float]]]:
+    """Seconds of our backfill and of the floor, split into 1, 2, 4 runs run one after another,
+    and the CPU-seconds (this process, PostgreSQL) of the single run of each."""
     universe = load_universe(universe_path)
     partitions = build_pair_partitions(universe)
     floor = floor_definitions(partitions, executor=dg.in_process_executor).resolve_job_def(
         "bookkeeping_floor_job"
     )
     times: dict[str, dict[int, float]] = {"ours": {}, "floor": {}}
+    cpu: dict[str, dict[str, float]] = {}
     with (
         temp_database("scale_dagster") as instance_url,
         postgres_instance(instance_url) as instance,
@@ -124,12 +127,14 @@ def _in_process(
             instance=instance, partition_key=partitions.get_partition_keys()[0]
         )
         for runs in splits:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_now()
             for first, last in _ranges(universe, runs):
                 tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
                 if not floor.execute_in_process(instance=instance, tags=tags).success:
                     raise RuntimeError("a floor run failed")
             times["floor"][runs] = time.perf_counter() - start
+            if runs == 1:
+                cpu["floor"] = _cpu_figures(cpu_now() - cpu_start, times["floor"][1])
             with temp_database(f"scale_inproc{runs}") as market_url:
                 migrated_engine(market_url).dispose()
                 settings = Settings(
@@ -138,12 +143,26 @@ def _in_process(
                     universe_path=universe_path,
                     partitions_per_run=-(-len(universe.pairs) // runs),
                 )
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), cpu_now()
                 done = run_backfill(settings, instance=instance, trigger="bench")
                 times["ours"][runs] = time.perf_counter() - start
+                if runs == 1:
+                    cpu["ours"] = _cpu_figures(cpu_now() - cpu_start, times["ours"][1])
                 if not done.success or len(done.run_ids) != runs:
                     raise RuntimeError(f"in-process backfill: {done.summary()}")
-    return times
+    return times, cpu
+
+
+def _cpu_figures(used, wall: float) -> dict[str, float]:
+    """A run's CPU-seconds and the cores it kept busy: on a machine of C cores, k runs at once
+    cannot beat ``total / C`` seconds, so ``C / cores_busy`` bounds their speed-up."""
+    return {
+        "python_cpu_s": round(used.python, 2),
+        "postgres_cpu_s": round(used.postgres, 2),
+        "total_cpu_s": round(used.total, 2),
+        "cores_busy": round(used.total / wall, 2),
+        "speedup_bound_on_this_machine": round((os.cpu_count() or 1) * wall / used.total, 2),
+    }
 
 
 def _truncate(url: str) -> None:
@@ -244,7 +263,7 @@ def run(smoke: bool = False) -> list[Result]:
     # The smoke run (CI) keeps the suite from rotting in about a minute: two splits only.
     splits = SPLITS[:2] if smoke else SPLITS
     load_before = _load_1m()
-    local = _in_process(workdir, universe_path, splits)
+    local, cpu = _in_process(workdir, universe_path, splits)
     celery, extra = _over_celery(workdir, universe_path, splits)
     load = {"load_1m_before": load_before, "load_1m_after": _load_1m()}
     one_run = local["ours"][1]
@@ -264,6 +283,8 @@ def run(smoke: bool = False) -> list[Result]:
             }
             if where == "in process" and runs > 1:
                 figures["overhead_per_run_s"] = round((ours - one_run) / (runs - 1), 2)
+            if where == "in process" and runs == 1:
+                figures["cpu"] = cpu
             results.append(
                 Result(
                     name=f"scale out: backfill of {n} partitions in {runs} run(s), {where}",
@@ -289,7 +310,11 @@ def run(smoke: bool = False) -> list[Result]:
                     direction=HIGHER_IS_BETTER,
                     goal=">= 1.6x one run",
                     goal_met=one_run / best >= 1.6,
-                    extra={"splits_s": {r: round(times["ours"][r], 2) for r in splits}, **load},
+                    extra={
+                        "splits_s": {r: round(times["ours"][r], 2) for r in splits},
+                        "one_run_cpu": cpu["ours"],
+                        **load,
+                    },
                 )
             )
     return results
