@@ -16,6 +16,11 @@ goes with it. :class:`KeptDatabase` keeps one engine per file and process instea
   (``wal_autocheckpoint``, set explicitly to SQLite's default of :data:`WAL_AUTOCHECKPOINT_PAGES`)
   instead of at every close, so it stays bounded; :meth:`KeptDatabase.dispose` closes the
   connection, and the last one to close checkpoints and removes it, as stock;
+- commits are not synced one by one (``synchronous = NORMAL``, as our own tables on SQLite): in
+  WAL mode that keeps the database consistent through an application crash or a power loss, and
+  a power loss may roll back the last commits before a checkpoint. Dagster commits every event
+  on its own, so the default (FULL, one fsync per commit) cost a sync per event; a deployment
+  that needs every event durable runs on PostgreSQL;
 - a file removed or replaced under the kept connection (``dagster instance wipe``, a restore,
   ``make clean-data`` while the webserver runs) is noticed at the next call by one ``stat`` and
   the connection reopened, instead of reading and writing a deleted inode;
@@ -40,6 +45,10 @@ KEPT_PER_FILE = 1
 """Connections each kept database keeps open per process."""
 WAL_AUTOCHECKPOINT_PAGES = 1000
 """SQLite's default: a commit that leaves the WAL over this many pages checkpoints it."""
+
+SYNCHRONOUS = "NORMAL"
+"""Commits are not synced to disk one by one (SQLite's default in WAL mode is FULL: one fsync per
+commit, and Dagster commits every event on its own); see the module docstring."""
 
 _KEPT_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _INHERITED_POOLS: list[sa.pool.Pool] = []
@@ -66,10 +75,11 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _set_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
     finally:
         cursor.close()
 
@@ -91,7 +101,7 @@ class KeptDatabase:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
         )
         self._identity: tuple[int, int] | None = None
-        sa.event.listen(self.engine, "connect", _set_autocheckpoint)
+        sa.event.listen(self.engine, "connect", _set_pragmas)
         sa.event.listen(self.engine, "connect", self._remember_file)
         _KEPT_ENGINES.add(self.engine)
 
