@@ -125,9 +125,14 @@ class VendorClient:
         for attempt in range(1, self.retry.max_tries + 1):
             self.limiter.acquire(cost)
             with self._slots:
-                failure, body = self._once(path, params, headers, on_answer)
-            if failure is None:
-                return body
+                failure, response = self._once(path, params, headers, on_answer)
+            # Decoded outside the slot: the body is in memory, so the slot can carry the next
+            # request while this thread parses.
+            if failure is None and response is not None:
+                failure, body = _decoded(response, path)
+                if failure is None:
+                    return body
+            assert failure is not None
             too_long = (failure.retry_after or 0.0) > self.retry.max_retry_after_s
             if not failure.retryable or attempt == self.retry.max_tries or too_long:
                 detail = failure.message
@@ -159,9 +164,10 @@ class VendorClient:
         params: Mapping[str, Any],
         headers: Mapping[str, str] | None,
         on_answer: Callable[[httpx.Response], None] | None,
-    ) -> tuple[_Failure | None, Any]:
+    ) -> tuple[_Failure | None, httpx.Response | None]:
+        """One GET; a 200 answer comes back with its body read, anything else as a failure."""
         try:
-            response = self._http().get(path, params=dict(params), headers=dict(headers or {}))
+            response = self._http().get(path, params=params, headers=headers)
         except httpx.TimeoutException:
             return _Failure("timeout", f"no answer within {self.timeout_s:g} s", True), None
         except httpx.TransportError as exc:
@@ -170,18 +176,23 @@ class VendorClient:
             on_answer(response)
         status = response.status_code
         if status == 200:
-            try:
-                return None, response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                # Not retried: a vendor answering 200 with a broken body is no passing glitch.
-                detail = (
-                    f"the answer to GET {path} is not valid JSON ({type(exc).__name__}: "
-                    f"{_short(str(exc), 80)}); it starts {_short(response.text, 60)!r}"
-                )
-                return _Failure(200, detail, False), None
+            return None, response
         message = _short(self._error_text(response)) or response.reason_phrase
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         retryable = status == 429 or status >= 500
         if status == 418:  # Binance's IP ban; waited for only when short (see RetryPolicy)
             retryable = True
         return _Failure(status, message, retryable, retry_after), None
+
+
+def _decoded(response: httpx.Response, path: str) -> tuple[_Failure | None, Any]:
+    """The JSON body of a 200 answer, or a failure saying why it is none."""
+    try:
+        return None, json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # Not retried: a vendor answering 200 with a broken body is no passing glitch.
+        detail = (
+            f"the answer to GET {path} is not valid JSON ({type(exc).__name__}: "
+            f"{_short(str(exc), 80)}); it starts {_short(response.text, 60)!r}"
+        )
+        return _Failure(200, detail, False), None
