@@ -282,3 +282,12 @@ def test_rows_appended_since_the_last_read_are_found(tmp_path):
     _write(file, pa.array(STAMPS, type=pa.timestamp("ns", tz="UTC")), row_group_size=50)
     bars = provider.fetch_bars("AAPL", "equity", H1, since=since, until=UNTIL)
     assert list(bars["ts"]) == list(STAMPS[137:])
+
+
+def test_epoch_timestamps_beyond_the_nanosecond_range_are_refused_not_wrapped(tmp_path):
+    seconds = STAMPS.as_unit("s").asi8.copy()
+    seconds[-1] = 10**11  # the year 5138: as nanoseconds it would overflow
+    _write(tmp_path / "AAPL_1h.parquet", pa.array(seconds, type=pa.int64()))
+    provider = _provider(tmp_path, timestamp_unit="s")
+    with pytest.raises(ProviderError, match=r"AAPL_1h\.parquet: timestamps out of range"):
+        provider.fetch_bars("AAPL", "equity", H1, since=None, until=UNTIL)

@@ -183,6 +183,24 @@ class _TimestampColumn:
             return int(wall.as_unit("ns").value)
         return int(instant.as_unit("ns").value)
 
+    def nanoseconds(self, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """The column as UTC nanoseconds since the epoch (NaT's value where missing), and
+        where values are missing or no instant."""
+        if column.null_count == 0 and (
+            self.kind in ("zoned", "epoch") or (self.kind == "wall" and self.timezone == "UTC")
+        ):
+            # Already UTC counts of one unit: scaled in numpy, which costs less than Arrow's
+            # casts on a small read; values that would overflow take Arrow's path, which says so.
+            raw = pc.cast(column, pa.int64()).to_numpy()
+            factor = _NS_PER_UNIT[self.unit]
+            limit = (2**63 - 1) // factor
+            if not len(raw) or (raw.min() >= -limit and raw.max() <= limit):
+                return raw * factor, np.zeros(len(raw), dtype=bool)
+        instants = self.instants(column)
+        missing = pc.is_null(instants).to_numpy(zero_copy_only=False)
+        stamp_ns = pc.fill_null(pc.cast(instants, pa.int64()), _NAT).to_numpy(zero_copy_only=False)
+        return stamp_ns, missing
+
     def instants(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
         """The column as Arrow ``timestamp[ns, UTC]``; values that are no instant become null.
 
@@ -231,11 +249,9 @@ def _read(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ProviderError(f"{source.where} cannot be read: {_short(exc)}") from None
     try:
-        instants = stamps.instants(table.column(stamps.name))
+        stamp_ns, missing = stamps.nanoseconds(table.column(stamps.name))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ProviderError(f"{source.where}: timestamps out of range: {_short(exc)}") from None
-    missing = pc.is_null(instants).to_numpy(zero_copy_only=False)
-    stamp_ns = pc.fill_null(pc.cast(instants, pa.int64()), _NAT).to_numpy(zero_copy_only=False)
     columns = {"ts": stamp_ns.view("datetime64[ns]")}
     for ours, raw in zip(FILE_COLUMNS[1:], RAW_COLUMNS[1:], strict=True):
         columns[raw] = table.column(source.columns[ours]).to_numpy(zero_copy_only=False)
