@@ -16,8 +16,8 @@ vendor against the same backfill from CSV files, and the Parquet provider's incr
   full read of the file, interleaved, medians of 30 rounds. Goal: at least 10x less time. The
   update repeats on an unchanged file, so its footer is parsed once; the same update with the
   footer parsed again (as after the file changed) is an extra, and so are both figures for the
-  file written with row groups of 4,096 rows and as one row group (pyarrow's default for this
-  size: with one group there is nothing to skip).
+  file written with row groups of 4,096 and 1,024 rows and as one row group (pyarrow's default
+  for this size: with one group there is nothing to skip).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def _parquet_case(work: Path, smoke: bool) -> Result:
     since = frame["ts"].iloc[-UPDATE_BARS].to_pydatetime()
     one_minute = Timeframe.parse("1m")
     medians: dict[str, tuple[float, ...]] = {}
-    layouts = (("grouped", ROW_GROUP), ("4096", 4_096), ("one group", None))
+    layouts = (("grouped", ROW_GROUP), ("4096", 4_096), ("1024", 1_024), ("one group", None))
     for label, groups in layouts:
         folder = work / f"parquet-{label.replace(' ', '-')}"
         folder.mkdir()
