@@ -197,8 +197,8 @@ def _parquet_case(work: Path, smoke: bool) -> Result:
         goal="at least 10x less time (ratio <= 0.1)",
         goal_met=incremental_s <= 0.1 * full_s,
         note=(
-            f"row groups of {grouped} rows (pyarrow's default, up to 1Mi rows, makes this "
-            "file one group); pushdown skips whole row groups"
+            f"row groups of {grouped} rows, not pyarrow's default (up to 1Mi rows: one group "
+            "here, in the extras); pushdown skips whole row groups"
         ),
         extra={"ratio_after_file_change": changed_s / full_s, **_layout_figures(medians)},
     )
