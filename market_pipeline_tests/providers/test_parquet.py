@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -248,3 +249,45 @@ def test_a_relative_path_resolves_against_the_universe_folder(tmp_path):
     assert build_provider(provider.config()).config() == provider.config()
     with pytest.raises(ProviderConfigError, match="needs a path"):
         build_provider({"kind": "parquet"})
+
+
+def test_a_file_rewritten_in_place_is_read_afresh_even_with_the_same_size_and_time(tmp_path):
+    # Parsed footers are kept between reads: a rewrite within the file system's time tick
+    # must still be seen, revised prices and moved row groups alike.
+    file = tmp_path / "AAPL_1h.parquet"
+    stamps = pa.array(STAMPS, type=pa.timestamp("ns", tz="UTC"))
+    _write(file, stamps, row_group_size=50)
+    provider = _provider(tmp_path)
+    first = provider.fetch_bars("AAPL", "equity", H1, since=None, until=UNTIL)
+    times = (file.stat().st_atime_ns, file.stat().st_mtime_ns)
+    revised = pa.table({"timestamp": stamps, **_prices(len(STAMPS), scale=2.0)})
+    pq.write_table(revised, file, row_group_size=40)
+    os.utime(file, ns=times)
+    again = provider.fetch_bars("AAPL", "equity", H1, since=None, until=UNTIL)
+    np.testing.assert_allclose(again["close"].to_numpy(), 2 * first["close"].to_numpy())
+    since = STAMPS[180].to_pydatetime()
+    update = provider.fetch_bars("AAPL", "equity", H1, since=since, until=UNTIL)
+    np.testing.assert_allclose(update["close"].to_numpy(), 2 * first["close"].to_numpy()[177:])
+
+
+def test_rows_appended_since_the_last_read_are_found(tmp_path):
+    file = tmp_path / "AAPL_1h.parquet"
+    _write(file, pa.array(STAMPS[:150], type=pa.timestamp("ns", tz="UTC")), row_group_size=50)
+    provider = _provider(tmp_path)
+    since = STAMPS[140].to_pydatetime()
+    assert (
+        provider.fetch_bars("AAPL", "equity", H1, since=since, until=UNTIL)["ts"].iloc[-1]
+        == (STAMPS[149])
+    )
+    _write(file, pa.array(STAMPS, type=pa.timestamp("ns", tz="UTC")), row_group_size=50)
+    bars = provider.fetch_bars("AAPL", "equity", H1, since=since, until=UNTIL)
+    assert list(bars["ts"]) == list(STAMPS[137:])
+
+
+def test_epoch_timestamps_beyond_the_nanosecond_range_are_refused_not_wrapped(tmp_path):
+    seconds = STAMPS.as_unit("s").asi8.copy()
+    seconds[-1] = 10**11  # the year 5138: as nanoseconds it would overflow
+    _write(tmp_path / "AAPL_1h.parquet", pa.array(seconds, type=pa.int64()))
+    provider = _provider(tmp_path, timestamp_unit="s")
+    with pytest.raises(ProviderError, match=r"AAPL_1h\.parquet: timestamps out of range"):
+        provider.fetch_bars("AAPL", "equity", H1, since=None, until=UNTIL)

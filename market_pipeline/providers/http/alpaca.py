@@ -58,6 +58,7 @@ from market_pipeline.providers.http.vendor import (
     check_positive,
     empty_bars,
     env_reference,
+    numbers,
     read_env,
 )
 
@@ -286,11 +287,7 @@ def _frame(bars: list[dict[str, Any]], timeframe: Timeframe, last_start: pd.Time
     ).as_unit("ns")
     if not timeframe.is_intraday:
         ts = ts.floor("D")
-    values = {
-        column: [bar.get(key) for bar in bars]
-        for column, key in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c"))
-    }
-    values["volume"] = [bar.get("v") for bar in bars]
+    values = numbers([[bar.get(key) for bar in bars] for key in ("o", "h", "l", "c", "v")])
     frame = bars_frame(ts, values)
     complete = (frame["ts"].isna() | (frame["ts"] <= last_start)).to_numpy()
     return frame if complete.all() else frame.loc[complete].reset_index(drop=True)

@@ -51,6 +51,7 @@ from market_pipeline.providers.http.vendor import (
     bars_frame,
     check_positive,
     empty_bars,
+    numbers,
 )
 
 DEFAULT_BASE_URL = "https://api.binance.com"
@@ -188,18 +189,21 @@ class BinanceProvider(HttpVendorProvider):
             cursor = int(page[-1][0]) + 1
         if not rows:
             return empty_bars()
-        # Klines still open at `until` go (Binance answers with the current one).
-        rows = [row for row in rows if row[0] <= params["endTime"]]
-        opens = np.array([row[0] for row in rows], dtype=np.int64)
-        values = {
-            column: [row[index] for row in rows]
-            for index, column in enumerate(_VALUE_COLUMNS, start=1)
-        }
-        starts = pd.DatetimeIndex((opens * 1_000_000).view("datetime64[ns]")).tz_localize("UTC")
-        return self.finish(bars_frame(starts, values), since)
+        return self.finish(_klines_frame(rows, params["endTime"]), since)
 
 
-_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+def _klines_frame(rows: list[list[Any]], last_open_ms: int) -> pd.DataFrame:
+    """The raw frame of checked kline rows, without those opened after ``last_open_ms`` (still
+    open at ``until``: Binance answers with the current one)."""
+    # One transpose in C, then each column parsed by numpy at once, instead of a Python loop
+    # per row and column: the per-pair CPU is what bounds a concurrent fetch.
+    columns = list(zip(*rows, strict=False))  # rows have at least 6 fields (_check_page)
+    opens = np.array(columns[0], dtype=np.int64)
+    values = numbers(columns[1:6])
+    done = opens <= last_open_ms
+    if not done.all():
+        opens, values = opens[done], values[:, done]
+    return bars_frame((opens * 1_000_000).view("datetime64[ns]"), values)
 
 
 def _ms(value: pd.Timestamp) -> int:

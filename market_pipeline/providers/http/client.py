@@ -2,7 +2,7 @@
 
 Every request of a provider goes through :meth:`VendorClient.get_json`, from any thread:
 
-- one ``httpx.Client`` (created on first use, so building a provider stays free of I/O) keeps
+- one httpx transport (created on first use, so building a provider stays free of I/O) keeps
   connections alive between requests; its pool holds ``concurrency`` connections;
 - at most ``concurrency`` requests are in flight at once, whatever the number of threads;
 - the :class:`~market_pipeline.providers.http.limits.RateLimiter` spaces them;
@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 
 ErrorText = Callable[[httpx.Response], str]
 """Reads the vendor's own error message out of a failed answer."""
+
+
+_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"market-pipeline (python-httpx/{httpx.__version__})",
+}
 
 
 class VendorHttpError(ProviderError):
@@ -88,29 +95,49 @@ class VendorClient:
         self._sleep = sleep
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._transport: httpx.HTTPTransport | None = None
+        self._timeout = httpx.Timeout(timeout_s).as_dict()
         self._rng = random.Random()
 
-    def _http(self) -> httpx.Client:
+    def _http(self) -> httpx.HTTPTransport:
         with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(
-                    base_url=self.base_url,
-                    timeout=httpx.Timeout(self.timeout_s),
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(
                     limits=httpx.Limits(
                         max_connections=self.concurrency,
                         max_keepalive_connections=self.concurrency,
                     ),
-                    headers={"Accept": "application/json"},
                 )
-            return self._client
+            return self._transport
 
     def close(self) -> None:
         """Close the pooled connections (a later request opens new ones)."""
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+    def _get(
+        self, path: str, params: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        """GET through httpx's transport, the body read and the connection back in the pool.
+
+        Not through ``httpx.Client``: its URL merging, cookie jar, auth and redirect steps add
+        CPU to every request (which bounds a concurrent fetch), and no vendor API here uses
+        any of them."""
+        request = httpx.Request(
+            "GET",
+            self.base_url + path,
+            params=params,
+            headers={**_HEADERS, **headers} if headers else _HEADERS,
+            extensions={"timeout": self._timeout},
+        )
+        response = self._http().handle_request(request)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def get_json(
         self,
@@ -125,9 +152,14 @@ class VendorClient:
         for attempt in range(1, self.retry.max_tries + 1):
             self.limiter.acquire(cost)
             with self._slots:
-                failure, body = self._once(path, params, headers, on_answer)
-            if failure is None:
-                return body
+                failure, response = self._once(path, params, headers, on_answer)
+            # Decoded outside the slot: the body is in memory, so the slot can carry the next
+            # request while this thread parses.
+            if failure is None and response is not None:
+                failure, body = _decoded(response, path)
+                if failure is None:
+                    return body
+            assert failure is not None
             too_long = (failure.retry_after or 0.0) > self.retry.max_retry_after_s
             if not failure.retryable or attempt == self.retry.max_tries or too_long:
                 detail = failure.message
@@ -159,9 +191,10 @@ class VendorClient:
         params: Mapping[str, Any],
         headers: Mapping[str, str] | None,
         on_answer: Callable[[httpx.Response], None] | None,
-    ) -> tuple[_Failure | None, Any]:
+    ) -> tuple[_Failure | None, httpx.Response | None]:
+        """One GET; a 200 answer comes back with its body read, anything else as a failure."""
         try:
-            response = self._http().get(path, params=dict(params), headers=dict(headers or {}))
+            response = self._get(path, params, headers)
         except httpx.TimeoutException:
             return _Failure("timeout", f"no answer within {self.timeout_s:g} s", True), None
         except httpx.TransportError as exc:
@@ -170,18 +203,23 @@ class VendorClient:
             on_answer(response)
         status = response.status_code
         if status == 200:
-            try:
-                return None, response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                # Not retried: a vendor answering 200 with a broken body is no passing glitch.
-                detail = (
-                    f"the answer to GET {path} is not valid JSON ({type(exc).__name__}: "
-                    f"{_short(str(exc), 80)}); it starts {_short(response.text, 60)!r}"
-                )
-                return _Failure(200, detail, False), None
+            return None, response
         message = _short(self._error_text(response)) or response.reason_phrase
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         retryable = status == 429 or status >= 500
         if status == 418:  # Binance's IP ban; waited for only when short (see RetryPolicy)
             retryable = True
         return _Failure(status, message, retryable, retry_after), None
+
+
+def _decoded(response: httpx.Response, path: str) -> tuple[_Failure | None, Any]:
+    """The JSON body of a 200 answer, or a failure saying why it is none."""
+    try:
+        return None, json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # Not retried: a vendor answering 200 with a broken body is no passing glitch.
+        detail = (
+            f"the answer to GET {path} is not valid JSON ({type(exc).__name__}: "
+            f"{_short(str(exc), 80)}); it starts {_short(response.text, 60)!r}"
+        )
+        return _Failure(200, detail, False), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -118,7 +118,9 @@ class HttpVendorProvider(MarketDataProvider):
         self.overlap_bars = overlap_bars
         self.history_start = check_history_start(history_start)
         self.symbol_map = check_symbol_map(symbols)
-        self.fetch_concurrency = concurrency
+        # Twice as many pairs in progress as requests in flight (the client caps those): while
+        # one thread parses and validates its answer, another's request takes the free slot.
+        self.fetch_concurrency = 2 * concurrency
         self.client = VendorClient(
             vendor=self.vendor,
             base_url=base_url.rstrip("/"),
@@ -159,25 +161,37 @@ class HttpVendorProvider(MarketDataProvider):
         return frame.loc[(stamps.isna() | (stamps >= start)).to_numpy()].reset_index(drop=True)
 
 
-def bars_frame(ts: Any, values: Mapping[str, Any]) -> pd.DataFrame:
-    """A raw frame: ``ts`` as given (UTC instants), prices and volume as numbers (text that is
-    no number becomes NaN, which the validation counts)."""
-    columns: dict[str, Any] = {"ts": pd.DatetimeIndex(ts).as_unit("ns").tz_convert("UTC")}
-    for column in RAW_COLUMNS[1:]:
-        columns[column] = _numbers(values[column])
-    return pd.DataFrame(columns)
+def bars_frame(ts: Any, values: np.ndarray) -> pd.DataFrame:
+    """A raw frame: ``ts`` (UTC instants as ``datetime64[ns]``, or anything
+    :class:`pandas.DatetimeIndex` takes, NaT allowed) and ``values``, the rows of
+    :func:`numbers` for open, high, low, close and volume."""
+    index = pd.DatetimeIndex(ts)
+    stamps = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    columns: dict[str, Any] = {"ts": stamps.as_unit("ns").array}
+    columns.update(zip(RAW_COLUMNS[1:], values, strict=True))
+    # copy=False keeps the parsed rows as they are (no consolidation into a fresh block).
+    return pd.DataFrame(columns, copy=False)
 
 
-def _numbers(values: Any) -> np.ndarray:
-    """Numbers or numeric text as float64; numpy parses clean text itself (the common case,
-    several times faster than pandas), anything else goes through ``pd.to_numeric``."""
+def numbers(columns: Sequence[Sequence[Any]]) -> np.ndarray:
+    """Columns of numbers or numeric text as one float64 array (a row per column); text that
+    is no number, or a missing value, becomes NaN, which the validation counts.
+
+    numpy parses clean text itself (the common case, several times faster than pandas);
+    anything else goes column by column through ``pd.to_numeric``."""
     try:
-        return np.asarray(values, dtype=np.float64)
+        return np.array(columns, dtype=np.float64).reshape(len(columns), -1)
     except (TypeError, ValueError):
-        return pd.to_numeric(pd.Series(list(values)), errors="coerce").to_numpy(dtype=np.float64)
+        return np.array(
+            [
+                pd.to_numeric(pd.Series(list(column), dtype=object), errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+                for column in columns
+            ],
+            dtype=np.float64,
+        ).reshape(len(columns), -1)
 
 
 def empty_bars() -> pd.DataFrame:
-    return bars_frame(
-        pd.DatetimeIndex([], dtype="datetime64[ns, UTC]"), {c: [] for c in RAW_COLUMNS[1:]}
-    )
+    return bars_frame(np.empty(0, dtype="datetime64[ns]"), np.empty((len(RAW_COLUMNS) - 1, 0)))

@@ -25,7 +25,8 @@ the rows from ``overlap_bars`` bars before ``since`` to ``until``: the bounds ar
 the Parquet row groups, read through pyarrow only when their timestamp min/max statistics reach
 the window, so the cost follows the rows wanted (and the writer's row-group size) rather than
 the file's length. (pyarrow.dataset's own filter does the same pruning, but its scan and
-``to_pandas`` cost more than a small read; see :mod:`.reading`.) Because
+``to_pandas`` cost more than a small read; see :mod:`.reading`.) A file's parsed footer is
+kept while its footer bytes stay the same (:mod:`.footers`). Because
 markets close (nights, weekends), "3 bars before" is not a fixed duration: the window starts
 ``overlap_bars`` bar lengths back and is widened until it holds that many earlier bars (or the
 file's start). Rows stamped after ``until`` are left for a later run.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from market_pipeline.providers.base import RAW_COLUMNS, ProviderError
+from market_pipeline.providers.parquet.footers import ParquetPart, open_parquet
 
 FILE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
@@ -69,27 +70,28 @@ def read_window(
     """The rows stamped up to ``until``, from ``overlap_bars`` distinct timestamps before
     ``since`` on (all of them when ``since`` is None); rows whose timestamp is missing or not a
     valid instant are kept, for the validation to count."""
-    files = _open(source)
-    stamps = _TimestampColumn.of(files[0].schema_arrow, source)
-    until_ns = _ns(until)
-    if since is None:
-        table, stamp_ns, missing = _read(files, source, stamps, lower=None, upper=until)
-        return _frame(table, missing | (stamp_ns <= until_ns))
-    since_ns = _ns(since)
-    span = bar * max(overlap_bars, 1)
-    for attempt in range(_MAX_WIDENINGS + 1):
-        lower = None if attempt == _MAX_WIDENINGS else since - span
-        table, stamp_ns, missing = _read(files, source, stamps, lower=lower, upper=until)
-        low_ns = -(2**63) if lower is None else _ns(lower)
-        window = ~missing & (stamp_ns >= low_ns)
-        before = np.unique(stamp_ns[window & (stamp_ns < since_ns)])
-        if overlap_bars == 0 or len(before) >= overlap_bars or lower is None:
-            break
-        span *= _WIDEN_FACTOR
-    start_ns = since_ns
-    if overlap_bars and len(before):
-        start_ns = int(before[-min(overlap_bars, len(before))])
-    return _frame(table, missing | ((stamp_ns >= start_ns) & (stamp_ns <= until_ns)))
+    with ExitStack() as stack:
+        files = _open(source, stack)
+        stamps = _TimestampColumn.of(files[0].file.schema_arrow, source)
+        until_ns = _ns(until)
+        if since is None:
+            table, stamp_ns, missing = _read(files, source, stamps, lower=None, upper=until)
+            return _frame(table, missing | (stamp_ns <= until_ns))
+        since_ns = _ns(since)
+        span = bar * max(overlap_bars, 1)
+        for attempt in range(_MAX_WIDENINGS + 1):
+            lower = None if attempt == _MAX_WIDENINGS else since - span
+            table, stamp_ns, missing = _read(files, source, stamps, lower=lower, upper=until)
+            low_ns = -(2**63) if lower is None else _ns(lower)
+            window = ~missing & (stamp_ns >= low_ns)
+            before = np.unique(stamp_ns[window & (stamp_ns < since_ns)])
+            if overlap_bars == 0 or len(before) >= overlap_bars or lower is None:
+                break
+            span *= _WIDEN_FACTOR
+        start_ns = since_ns
+        if overlap_bars and len(before):
+            start_ns = int(before[-min(overlap_bars, len(before))])
+        return _frame(table, missing | ((stamp_ns >= start_ns) & (stamp_ns <= until_ns)))
 
 
 def _ns(value: pd.Timestamp) -> int:
@@ -99,14 +101,20 @@ def _ns(value: pd.Timestamp) -> int:
 def _frame(table: dict[str, np.ndarray], keep: np.ndarray) -> pd.DataFrame:
     """The kept rows as the raw frame (``ts`` ``datetime64[ns, UTC]``, NaT where missing).
 
-    Built from numpy arrays: pyarrow's ``to_pandas`` costs more than reading a row group."""
-    columns: dict[str, Any] = {name: values[keep] for name, values in table.items()}
-    columns["ts"] = pd.DatetimeIndex(columns["ts"]).tz_localize("UTC")
-    return pd.DataFrame(columns)
+    Built from numpy arrays: pyarrow's ``to_pandas`` costs more than reading a row group.
+    The arrays may be read-only views of Arrow's buffers: unless the mask copied them, the
+    frame takes copies."""
+    whole = bool(keep.all())
+    if not whole:
+        table = {name: values[keep] for name, values in table.items()}
+    columns: dict[str, Any] = dict(table)
+    columns["ts"] = pd.DatetimeIndex(table["ts"], tz="UTC").array
+    return pd.DataFrame(columns, copy=whole)
 
 
-def _open(source: BarSource) -> list[pq.ParquetFile]:
-    """The Parquet files of the pair: the file itself, or every file under its folder."""
+def _open(source: BarSource, stack: ExitStack) -> list[ParquetPart]:
+    """The Parquet files of the pair: the file itself, or every file under its folder (closed
+    with ``stack``)."""
     where = source.where
     if not source.location.exists():
         raise ProviderError(f"{where} does not exist")
@@ -116,8 +124,7 @@ def _open(source: BarSource) -> list[pq.ParquetFile]:
             if source.location.is_dir()
             else [str(source.location)]
         )
-        # pre_buffer coalesces reads for remote stores; on a local disk it only adds work.
-        files = [pq.ParquetFile(path, pre_buffer=False) for path in paths]
+        files = [open_parquet(path, stack) for path in paths]
     except (pa.ArrowInvalid, OSError) as exc:
         raise ProviderError(f"{where} cannot be read as Parquet: {_short(exc)}") from None
     if not files:
@@ -176,6 +183,24 @@ class _TimestampColumn:
             return int(wall.as_unit("ns").value)
         return int(instant.as_unit("ns").value)
 
+    def nanoseconds(self, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """The column as UTC nanoseconds since the epoch (NaT's value where missing), and
+        where values are missing or no instant."""
+        if column.null_count == 0 and (
+            self.kind in ("zoned", "epoch") or (self.kind == "wall" and self.timezone == "UTC")
+        ):
+            # Already UTC counts of one unit: scaled in numpy, which costs less than Arrow's
+            # casts on a small read; values that would overflow take Arrow's path, which says so.
+            raw = pc.cast(column, pa.int64()).to_numpy()
+            factor = _NS_PER_UNIT[self.unit]
+            limit = (2**63 - 1) // factor
+            if not len(raw) or (raw.min() >= -limit and raw.max() <= limit):
+                return raw * factor, np.zeros(len(raw), dtype=bool)
+        instants = self.instants(column)
+        missing = pc.is_null(instants).to_numpy(zero_copy_only=False)
+        stamp_ns = pc.fill_null(pc.cast(instants, pa.int64()), _NAT).to_numpy(zero_copy_only=False)
+        return stamp_ns, missing
+
     def instants(self, column: pa.ChunkedArray) -> pa.ChunkedArray:
         """The column as Arrow ``timestamp[ns, UTC]``; values that are no instant become null.
 
@@ -196,7 +221,7 @@ class _TimestampColumn:
 
 
 def _read(
-    files: list[pq.ParquetFile],
+    files: list[ParquetPart],
     source: BarSource,
     stamps: _TimestampColumn,
     *,
@@ -211,21 +236,22 @@ def _read(
     names = [source.columns[c] for c in FILE_COLUMNS]
     try:
         pieces = [
-            file.read_row_groups(groups, columns=names, use_threads=False)
-            for file in files
-            if (groups := _groups_in_window(file, stamps, lower, upper))
+            part.file.read_row_groups(groups, columns=names, use_threads=False)
+            for part in files
+            if (groups := _groups_in_window(part, stamps, lower, upper))
         ]
-        table = (
-            pa.concat_tables(pieces) if pieces else files[0].schema_arrow.empty_table()
-        ).select(names)
+        if len(pieces) == 1:
+            table = pieces[0].select(names)
+        else:
+            table = (
+                pa.concat_tables(pieces) if pieces else files[0].file.schema_arrow.empty_table()
+            ).select(names)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ProviderError(f"{source.where} cannot be read: {_short(exc)}") from None
     try:
-        instants = stamps.instants(table.column(stamps.name))
+        stamp_ns, missing = stamps.nanoseconds(table.column(stamps.name))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ProviderError(f"{source.where}: timestamps out of range: {_short(exc)}") from None
-    missing = pc.is_null(instants).to_numpy(zero_copy_only=False)
-    stamp_ns = pc.fill_null(pc.cast(instants, pa.int64()), _NAT).to_numpy(zero_copy_only=False)
     columns = {"ts": stamp_ns.view("datetime64[ns]")}
     for ours, raw in zip(FILE_COLUMNS[1:], RAW_COLUMNS[1:], strict=True):
         columns[raw] = table.column(source.columns[ours]).to_numpy(zero_copy_only=False)
@@ -233,37 +259,30 @@ def _read(
 
 
 def _groups_in_window(
-    file: pq.ParquetFile,
+    part: ParquetPart,
     stamps: _TimestampColumn,
     lower: pd.Timestamp | None,
     upper: pd.Timestamp,
 ) -> list[int]:
-    metadata = file.metadata
-    schema = metadata.schema
-    index = next((i for i in range(len(schema)) if schema.column(i).path == stamps.name), None)
-    if index is None:
-        return list(range(metadata.num_row_groups))
-    per_raw = _ns_per_stored_unit(schema.column(index), stamps)
-    low = None if lower is None else stamps.bound_ns(lower, side=-1) // per_raw
+    bounds = part.bounds(stamps.name)
+    if bounds is None:
+        return list(range(part.num_row_groups))
+    per_raw = _ns_per_stored_unit(bounds.logical_type, stamps)
     high = stamps.bound_ns(upper, side=1) // per_raw
-    groups = []
-    for number in range(metadata.num_row_groups):
-        stats = metadata.row_group(number).column(index).statistics
-        unknown = stats is None or not stats.has_min_max or stats.null_count
-        if unknown or ((low is None or stats.max_raw >= low) and stats.min_raw <= high):
-            groups.append(number)
-    return groups
+    reaches = bounds.low <= high
+    if lower is not None:
+        reaches &= bounds.high >= stamps.bound_ns(lower, side=-1) // per_raw
+    return np.flatnonzero(reaches | ~bounds.known).tolist()
 
 
-def _ns_per_stored_unit(column: pq.ColumnSchema, stamps: _TimestampColumn) -> int:
+def _ns_per_stored_unit(logical_type: str, stamps: _TimestampColumn) -> int:
     """Nanoseconds in one unit of the values as stored (Parquet keeps timestamp[s] in ms)."""
     if stamps.kind == "epoch":
         return _NS_PER_UNIT[stamps.unit]
     if stamps.kind == "date":
         return 86_400 * 1_000_000_000
-    unit = str(column.logical_type.to_json())
     for word, ns in (("nanos", 1), ("micros", 1_000), ("millis", 1_000_000)):
-        if word in unit.lower():
+        if word in logical_type:
             return ns
     return _NS_PER_UNIT[stamps.unit]
 
