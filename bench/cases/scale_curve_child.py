@@ -13,6 +13,8 @@ which ``exec`` starts afresh) is the run's own and not the bench's. ``SPEC`` is 
   committed one);
 - ``universe``, ``market_url``, ``workdir``, ``log``: the universe file, our database, the
   market-pipeline home and the file Dagster's console log goes to;
+- ``partitions_per_run``: the split of ours (``Settings.partitions_per_run``; ``None``: one run
+  per contiguous range), and of the floor into the same ranges, run one after another;
 - ``output``: the JSON file this process writes: per step its seconds, and the peak RSS at the end.
 """
 
@@ -28,13 +30,14 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from bench.cases.backfill import _timed_floor, dagster_logs_to, floor_job, postgres_instance
+from bench.cases.backfill import dagster_logs_to, floor_job, postgres_instance
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.config.settings import Settings
 from market_pipeline.config.universe_file import load_universe
 from market_pipeline.database.engine import make_engine
 from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.domain.names import RANGE_END_TAG, RANGE_START_TAG
+from market_pipeline.domain.partition_keys import partition_ranges
 
 STEPS = ("floor", "floor_with_checks", "first", "incremental")
 INCREMENTAL_BARS = 5
@@ -81,22 +84,38 @@ def _instance(spec: dict):
         yield instance
 
 
-def _ours(spec: dict, instance: dg.DagsterInstance, partitions, warm_key: str) -> float:
-    """Seconds of one range run of ours over the whole universe, after an untimed one-partition
-    run of the floor (Dagster's code paths and the instance's first connections, as the floor's
-    own warm-up), which writes nothing to our tables."""
+def _floor(
+    instance: dg.DagsterInstance, partitions, ranges: list[tuple[str, str]], *, checks: bool
+) -> float:
+    """Seconds of the floor over ``ranges``, one run after another, after an untimed
+    one-partition warm-up run (imports, code paths and the instance's first connections)."""
+    job = floor_job(partitions, with_checks=checks)
+    job.execute_in_process(instance=instance, partition_key=partitions.get_partition_keys()[0])
+    start = time.perf_counter()
+    for first, last in ranges:
+        tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
+        if not job.execute_in_process(instance=instance, tags=tags).success:
+            raise RuntimeError(f"the floor run of {first}..{last} failed")
+    return time.perf_counter() - start
+
+
+def _ours(spec: dict, instance: dg.DagsterInstance, partitions, runs: int) -> float:
+    """Seconds of our backfill over the whole universe (``runs`` runs), after an untimed
+    one-partition run of the floor (Dagster's code paths and the instance's first connections,
+    as the floor's own warm-up), which writes nothing to our tables."""
+    warm_key = partitions.get_partition_keys()[0]
     floor_job(partitions).execute_in_process(instance=instance, partition_key=warm_key)
     settings = Settings(
         home=Path(spec["workdir"]),
         db_url=spec["market_url"],
         universe_path=Path(spec["universe"]),
-        partitions_per_run=None,
+        partitions_per_run=spec["partitions_per_run"],
     )
     start = time.perf_counter()
     outcome = run_backfill(settings, instance=instance, trigger="bench")
     seconds = time.perf_counter() - start
-    if not outcome.success or len(outcome.run_ids) != 1:
-        raise RuntimeError(f"the range run did not succeed: {outcome.summary()}")
+    if not outcome.success or len(outcome.run_ids) != runs:
+        raise RuntimeError(f"the backfill did not succeed in {runs} runs: {outcome.summary()}")
     return seconds
 
 
@@ -106,21 +125,28 @@ def main(argv: list[str]) -> int:
     unknown = set(spec["steps"]) - set(STEPS)
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}; expected some of {STEPS}")
-    partitions = build_pair_partitions(load_universe(Path(spec["universe"])))
-    keys = partitions.get_partition_keys()
-    tags = {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
+    universe = load_universe(Path(spec["universe"]))
+    partitions = build_pair_partitions(universe)
+    ranges = partition_ranges(universe, max_partitions_per_run=spec["partitions_per_run"])
     seconds: dict[str, float] = {}
     with _instance(spec) as instance, dagster_logs_to(Path(spec["log"])):
         for step in spec["steps"]:
             if step.startswith("floor"):
-                job = floor_job(partitions, with_checks=step == "floor_with_checks")
-                seconds[step] = _timed_floor(job, instance, keys[0], tags)
+                checks = step == "floor_with_checks"
+                seconds[step] = _floor(instance, partitions, ranges, checks=checks)
             else:
                 if step == "incremental":
                     rewind(spec["market_url"], INCREMENTAL_BARS)
-                seconds[step] = _ours(spec, instance, partitions, keys[0])
+                seconds[step] = _ours(spec, instance, partitions, len(ranges))
     Path(spec["output"]).write_text(
-        json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "partitions": len(keys)})
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "partitions": len(universe.pairs),
+                "runs": len(ranges),
+            }
+        )
     )
     return 0
 
