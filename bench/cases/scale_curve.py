@@ -5,19 +5,24 @@ backend, on a fresh Dagster instance and a fresh market database of their own, i
 each step in a fresh process (:mod:`bench.cases.scale_curve_child`) whose peak RSS is its own:
 
 - Dagster's empty-body floor (:func:`bench.cases.backfill.floor_job`: the same two asset keys
-  over the same partitions, one range run that only yields the per-partition materializations,
-  after an untimed one-partition warm-up);
-- ours, first write: :func:`market_pipeline.cli.launcher.run_backfill` as one range run over the
-  whole universe on an empty database (synthetic provider, :data:`HISTORY_BARS` bars per pair);
+  over the same partitions, runs that only yield the per-partition materializations, after an
+  untimed one-partition warm-up);
+- ours, first write: :func:`market_pipeline.cli.launcher.run_backfill` over the whole universe
+  on an empty database (synthetic provider, :data:`HISTORY_BARS` bars per pair);
 - ours, incremental: the same after removing the newest 5 bars and feature rows of every pair,
   as a scheduled update finds them;
 - the floor also yielding the per-partition check result our assets report.
+
+Ours runs as shipped, in runs of at most ``DEFAULT_PARTITIONS_PER_RUN`` partitions one after
+another (what ``market-pipeline backfill`` does), and the floor over the same ranges: one range
+run of 10,000 partitions fails inside Dagster, whose planning of a partitioned check writes one
+row per partition each carrying the run's whole partition subset (README "Cost curve").
 
 Sizes: :data:`POSTGRES_SIZES` on PostgreSQL (our tables and the instance in databases of one
 server, the instance on the storage dagster.postgres.yaml ships: PooledPostgresStorage) and
 :data:`SQLITE_SIZES` on SQLite (our file and a ``DAGSTER_HOME`` with the committed dagster.yaml:
 KeptConnectionSqliteStorage). The history per pair is kept moderate (a quarter of the synthetic
-provider's default) so 10,000 pairs fit in time and disk, yet a first write stores 200 times the
+provider's default) so 10,000 pairs fit in time and disk, yet a first write stores 100 times the
 bars of an incremental update. One round per size. ``make bench-scale`` runs this case alone and
 plots it (:mod:`bench.tools.scale_curve_plot`).
 """
