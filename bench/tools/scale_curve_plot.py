@@ -59,7 +59,7 @@ def plot(points: list[dict], output: Path) -> None:
         axis.set_xticks(xs, [f"{x:,}" for x in xs])
         axis.minorticks_off()
         axis.set_ylim(bottom=0)
-        axis.set_xlabel("partitions (symbols x timeframes) in one run")
+        axis.set_xlabel("partitions (symbols x timeframes), runs of at most 250")
         axis.set_ylabel("ms per partition")
         axis.set_title(f"Backfill cost per partition, {label}")
         axis.grid(True, alpha=0.3)
