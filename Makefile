@@ -5,8 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-smoke validate serve dev clean-data chromium screenshot \
-	celery-up celery-down celery-backfill
+.PHONY: demo test lint bench bench-smoke bench-scale validate serve dev clean-data chromium \
+	screenshot celery-up celery-down celery-backfill
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
+
+# The cost curve (README "Cost curve"): the backfill at 250 to 10,000 partitions on PostgreSQL and
+# SQLite against Dagster's floor; JSON and plot in bench/results, the README's copy in docs/.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench --only scale_curve --output bench/results/scale_curve.json
+	$(BIN)/python -m bench.tools.scale_curve_plot bench/results/scale_curve.json \
+		--output bench/results/scale_curve.png --copy docs/scale_curve.png
 
 # Removes the embedded default storage (our SQLite tables and the Dagster home).
 clean-data:

@@ -31,6 +31,7 @@ CASES = (
     "dashboard",
     "data_lag",
     "vendors",
+    "scale_curve",
 )
 """Case modules of this package, in the order they run; each has ``run(smoke) -> [Result]``."""
 

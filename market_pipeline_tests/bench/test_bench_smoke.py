@@ -45,6 +45,7 @@ def test_bench_smoke_writes_every_case_with_positive_figures(pg_server, tmp_path
         "metrics:",
         "dashboard:",
         "vendors:",
+        "scale curve:",
     }
     assert {p for p in prefixes if any(r["name"].startswith(p) for r in records)} == prefixes
     for record in records:
