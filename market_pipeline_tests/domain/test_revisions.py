@@ -49,6 +49,15 @@ def test_only_bars_in_both_frames_are_compared():
     assert revised_bar_count(stored, stored.iloc[0:0], tolerance=1e-6) == 0
 
 
+def test_bars_match_on_the_instant_whatever_the_unit_and_order_of_either_frame():
+    stored = _bars([100.0, 101.0, 102.0, 103.0])
+    stored["ts"] = stored["ts"].astype("datetime64[us, UTC]")  # as read back from a database
+    fetched = _bars([101.0, 150.0, 103.0, 104.0], start="2026-01-06").iloc[::-1]
+    # 01-06 equal, 01-07 revised, 01-08 equal, 01-09 new: one revision
+    assert revised_bar_count(fetched, stored, tolerance=1e-6) == 1
+    assert revised_bar_count(stored, fetched, tolerance=1e-6) == 1
+
+
 @pytest.mark.parametrize("tolerance", [-0.1, 2, "small", True])
 def test_the_universe_refuses_a_bad_tolerance(tolerance):
     with pytest.raises(UniverseError, match="revision_tolerance must be a number from 0 to 1"):
