@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from market_pipeline.database.tables import feature_freshness as freshness_t
 from market_pipeline.database.tables import ohlcv_bars as bars_t
 from market_pipeline.domain.data_lag import DataLag
-from market_pipeline.domain.lag_rules import count_by_data_status
+from market_pipeline.domain.lag_rules import DataLagRules, count_by_data_status
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.observability.store.context import Pair, StoreContext
 from market_pipeline.observability.store.freshness import monitored_source, read_params
@@ -106,25 +106,32 @@ def late_beyond_tolerance(ctx: StoreContext, lags: dict[Pair, DataLag | None]) -
     if rules is None:
         return []
     late = [
-        {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "last_bar_at": lag.last_bar_at,
-            "expected_last_bar_at": lag.expected_last_bar_at,
-            "bars_behind": lag.bars_behind,
-            "data_lag_seconds": lag.data_lag_seconds,
-            "tolerance_seconds": rules.tolerance_seconds(timeframe),
-        }
+        late_row((symbol, timeframe), lag, rules)
         for (symbol, timeframe), lag in lags.items()
         if lag is not None
         and lag.data_status == "late"
         and rules.is_late_beyond_tolerance(timeframe, lag)
     ]
-    late.sort(key=_most_lagging_first)
+    late.sort(key=most_lagging_first)
     return late
 
 
-def _most_lagging_first(row: LateRow) -> tuple[float, str, str]:
+def late_row(pair: Pair, lag: DataLag, rules: DataLagRules) -> LateRow:
+    """One pair late beyond tolerance, as :class:`~market_pipeline.domain.reports.LatePair`
+    fields."""
+    symbol, timeframe = pair
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "last_bar_at": lag.last_bar_at,
+        "expected_last_bar_at": lag.expected_last_bar_at,
+        "bars_behind": lag.bars_behind,
+        "data_lag_seconds": lag.data_lag_seconds,
+        "tolerance_seconds": rules.tolerance_seconds(timeframe),
+    }
+
+
+def most_lagging_first(row: LateRow) -> tuple[float, str, str]:
     return (-row["data_lag_seconds"], row["symbol"], row["timeframe"])
 
 
