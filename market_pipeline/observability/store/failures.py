@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 
 from market_pipeline.database.tables import feature_computation_failures as failures_t
 from market_pipeline.database.tables import scheduler_execution_log as executions_t
@@ -89,37 +90,42 @@ def _log_postgres(ctx: StoreContext, values: dict[str, Any]) -> int:
 
 
 def _log_sqlite(ctx: StoreContext, values: dict[str, Any]) -> int:
+    with ctx.sql.write() as conn:
+        if values["execution_id"] is not None:
+            require_executions(conn, [values["execution_id"]])
+        return log_on(conn, ctx, values)[1]
+
+
+def log_on(conn: Connection, ctx: StoreContext, values: dict[str, Any]) -> tuple[bool, int]:
+    """Log one validated failure on ``conn`` (a SQLite write transaction; the execution is
+    known): ``(already recorded, failure id)``."""
     f = failures_t
     eid, symbol, timeframe = values["execution_id"], values["symbol"], values["timeframe"]
-    with ctx.sql.write() as conn:
-        if eid is not None:
-            require_executions(conn, [eid])
-            recorded = conn.execute(
-                sa.select(f.c.id)
-                .where(
-                    f.c.execution_id == eid,
-                    f.c.symbol == symbol,
-                    f.c.timeframe == timeframe,
-                    f.c.resolved,
-                )
-                .order_by(f.c.id.desc())
-                .limit(1)
-            ).scalar()
-            if recorded is not None:
-                return int(recorded)
-        superseding = conn.execute(
-            _superseding_select(symbol, timeframe, values["failed_at"])
-        ).first()
-        if superseding is not None:
-            stmt = f.insert().values(
-                **values,
-                resolved=True,
-                resolved_at=superseding.completed_at,
-                resolved_by_execution_id=superseding.execution_id,
+    if eid is not None:
+        recorded = conn.execute(
+            sa.select(f.c.id)
+            .where(
+                f.c.execution_id == eid,
+                f.c.symbol == symbol,
+                f.c.timeframe == timeframe,
+                f.c.resolved,
             )
-            return int(conn.execute(stmt.returning(f.c.id)).scalar_one())
-        stmt = ctx.sql.insert(f).values(**values, resolved=False)
-        return int(conn.execute(open_failure_upsert(stmt).returning(f.c.id)).scalar_one())
+            .order_by(f.c.id.desc())
+            .limit(1)
+        ).scalar()
+        if recorded is not None:
+            return True, int(recorded)
+    superseding = conn.execute(_superseding_select(symbol, timeframe, values["failed_at"])).first()
+    if superseding is not None:
+        stmt = f.insert().values(
+            **values,
+            resolved=True,
+            resolved_at=superseding.completed_at,
+            resolved_by_execution_id=superseding.execution_id,
+        )
+        return False, int(conn.execute(stmt.returning(f.c.id)).scalar_one())
+    stmt = ctx.sql.insert(f).values(**values, resolved=False)
+    return False, int(conn.execute(open_failure_upsert(stmt).returning(f.c.id)).scalar_one())
 
 
 def _superseding_select(symbol: Any, timeframe: Any, failed_at: Any) -> Any:
