@@ -123,3 +123,38 @@ def test_a_batch_of_a_thousand_failures_is_one_statement_on_postgresql(pg_engine
     written = store.mirror.log_failures(this, [_failure("p_", f"{i:04d}") for i in range(1000)])
     assert (written, pool.calls - before) == (1000, 1)
     assert len(_stored(pg_engine, "p_")) == 1000
+
+
+RECORDED_LOOKUP = (
+    "SELECT id FROM feature_computation_failures WHERE execution_id = :e AND symbol = :s "
+    "AND timeframe = :t AND resolved ORDER BY id DESC LIMIT 1"
+)
+
+
+def test_the_recorded_failure_lookup_probes_execution_and_pair_in_one_index(engine):
+    """Logging the k-th failure of a run must not walk the k - 1 before it: the lookup of the
+    execution's failure of the pair uses all three columns of one index."""
+    store = ObservabilityStore(engine, clock=FixedClock(T0))
+    this = store.create_scheduler_execution_log(started_at=T0)
+    store.mirror.log_failures(this, [_failure("q_", f"{i:03d}") for i in range(200)])
+    params = {"e": this, "s": "q_007", "t": "1h"}
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(
+                row[-1]
+                for row in conn.execute(sa.text("EXPLAIN QUERY PLAN " + RECORDED_LOOKUP), params)
+            )
+            assert (
+                "ix_feature_computation_failures_execution_pair "
+                "(execution_id=? AND symbol=? AND timeframe=?)" in plan
+            )
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # the table is small here
+            plan = " ".join(
+                row[0]
+                for row in conn.execute(
+                    sa.text("EXPLAIN " + RECORDED_LOOKUP.replace(":e", "CAST(:e AS UUID)")), params
+                )
+            )
+            assert "ix_feature_computation_failures_execution_pair" in plan
+            assert "symbol = " in plan and "timeframe = " in plan
