@@ -190,7 +190,7 @@ def run(workdir: Path, smoke: bool = False) -> list[Result]:
     flat = big["ms_per_partition"] / small["ms_per_partition"]
     return [
         Result(
-            name=f"mirror of one {big['partitions']:,}-partition run, beyond Dagster's read of "
+            name=f"mirror: one {big['partitions']:,}-partition run, beyond Dagster's read of "
             "its events",
             value=big["ms_per_partition"],
             unit="ms/partition",
