@@ -133,7 +133,7 @@ RECORDED_LOOKUP = (
 
 def test_the_recorded_failure_lookup_probes_execution_and_pair_in_one_index(engine):
     """Logging the k-th failure of a run must not walk the k - 1 before it: the lookup of the
-    execution's failure of the pair uses all three columns of one index."""
+    execution's failure of the pair is one index probe of the pair."""
     store = ObservabilityStore(engine, clock=FixedClock(T0))
     this = store.create_scheduler_execution_log(started_at=T0)
     store.mirror.log_failures(this, [_failure("q_", f"{i:03d}") for i in range(200)])
@@ -156,5 +156,38 @@ def test_the_recorded_failure_lookup_probes_execution_and_pair_in_one_index(engi
                     sa.text("EXPLAIN " + RECORDED_LOOKUP.replace(":e", "CAST(:e AS UUID)")), params
                 )
             )
-            assert "ix_feature_computation_failures_execution_pair" in plan
-            assert "symbol = " in plan and "timeframe = " in plan
+            # A probe of the pair (with the execution, or then filtered by it), never a walk
+            # of the execution's failures along its own index.
+            assert "Index Cond: ((" in plan and "symbol = " in plan and "timeframe = " in plan
+            assert "using ix_feature_computation_failures_execution on" not in plan
+
+
+PAIR_FAILURES = (
+    "SELECT id FROM feature_computation_failures WHERE symbol = :s AND timeframe = :t "
+    "ORDER BY failed_at DESC, id DESC LIMIT 20"
+)
+
+
+def test_one_pairs_failure_history_is_read_along_a_pair_index(engine):
+    """The dashboard's pair detail reads a pair's failures newest first: along an index of the
+    pair, not along every failure's time."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(
+                row[-1]
+                for row in conn.execute(
+                    sa.text("EXPLAIN QUERY PLAN " + PAIR_FAILURES), {"s": "A", "t": "1h"}
+                )
+            )
+            assert (
+                "ix_feature_computation_failures_pair_failed_at (symbol=? AND timeframe=?)" in plan
+            )
+            assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(
+                row[0]
+                for row in conn.execute(sa.text("EXPLAIN " + PAIR_FAILURES), {"s": "A", "t": "1h"})
+            )
+            assert "ix_feature_computation_failures_pair_failed_at" in plan
+            assert "Sort" not in plan

@@ -5,4 +5,9 @@
 CREATE INDEX ix_feature_computation_failures_execution_pair
     ON feature_computation_failures (execution_id, symbol, timeframe);
 
-INSERT INTO schema_migrations (version, name) VALUES (7, '0007_failure_execution_pair_index');
+-- The dashboard's pair detail reads one pair's failures newest first. Only the open ones had a
+-- pair index: the resolved history (100k+ rows) was read along failed_at for every pair.
+CREATE INDEX ix_feature_computation_failures_pair_failed_at
+    ON feature_computation_failures (symbol, timeframe, failed_at DESC, id DESC);
+
+INSERT INTO schema_migrations (version, name) VALUES (7, '0007_failure_lookup_indexes');
