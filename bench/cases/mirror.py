@@ -29,6 +29,7 @@ import dagster as dg
 import sqlalchemy as sa
 import yaml
 
+from bench.cases import mirror_wide
 from bench.cases.backfill import dagster_logs_to, postgres_instance
 from bench.common import (
     HIGHER_IS_BETTER,
@@ -303,6 +304,9 @@ def run(smoke: bool = False) -> list[Result]:
             },
         )
     ]
+    # One run of 10,000 partitions (and of 1,000, for the curve), after the backlog's database
+    # is gone.
+    results.extend(mirror_wide.run(workdir, smoke))
     if lags:
         interval = SensorIntervals().run_status
         results.append(

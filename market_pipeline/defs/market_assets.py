@@ -8,6 +8,7 @@ lists them, so Dagster marks exactly those partitions failed.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -32,6 +33,7 @@ POSTGRES_REFRESH_WORKERS = 2
 """Chunks refreshed at once on PostgreSQL: one computes while the other's COPY runs on the server
 (SQLite has one writer at a time, so it keeps one)."""
 _LISTED_FAILURES = 20
+_LISTED_REVISIONS = 20
 
 
 def _iso(value: datetime | None) -> str:
@@ -144,29 +146,56 @@ def _events_of(outcome: PairOutcome, *, fetch: bool, features: bool) -> Iterator
         )
 
 
-def _summarize(context: dg.AssetExecutionContext, outcomes: list[PairOutcome]) -> None:
+@dataclass
+class RunTotals:
+    """What the step's summary needs of its pairs, kept as totals and the failed pairs' errors,
+    so each chunk's outcomes are let go once reported: a run of 10,000 partitions holds no list
+    of them until its end."""
+
+    partitions: int = 0
+    refreshed: int = 0
+    rows_inserted: int = 0
+    features_computed: int = 0
+    revised: int = 0
+    revised_listed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, chunk: list[PairOutcome]) -> None:
+        for outcome in chunk:
+            self.partitions += 1
+            if outcome.ok:
+                self.refreshed += 1
+                self.rows_inserted += outcome.rows_inserted
+                self.features_computed += outcome.features_computed
+            else:
+                self.errors[key_of(*outcome.pair)] = str(outcome.error)
+            if outcome.revised_bars:
+                self.revised += 1
+                if len(self.revised_listed) < _LISTED_REVISIONS:
+                    self.revised_listed.append(
+                        f"{key_of(*outcome.pair)} ({outcome.revised_bars} bars)"
+                    )
+
+
+def _summarize(context: dg.AssetExecutionContext, totals: RunTotals) -> None:
     """Log the run's totals; end the step with a ``Failure`` listing each failed pair's error."""
-    good = [o for o in outcomes if o.ok]
-    failed = [o for o in outcomes if not o.ok]
     context.log.info(
-        f"refreshed {len(good)} of {len(outcomes)} partitions; "
-        f"{sum(o.rows_inserted for o in good)} bar rows written, "
-        f"{sum(o.features_computed for o in good)} feature rows written"
+        f"refreshed {totals.refreshed} of {totals.partitions} partitions; "
+        f"{totals.rows_inserted} bar rows written, "
+        f"{totals.features_computed} feature rows written"
     )
-    revised = [o for o in outcomes if o.revised_bars]
-    if revised:
+    if totals.revised:
         context.log.warning(
-            f"{len(revised)} partition(s) had revised history (whole history re-fetched, all "
-            "features recomputed): "
-            + ", ".join(f"{key_of(*o.pair)} ({o.revised_bars} bars)" for o in revised[:20])
+            f"{totals.revised} partition(s) had revised history (whole history re-fetched, all "
+            "features recomputed): " + ", ".join(totals.revised_listed)
         )
-    if not failed:
+    errors = totals.errors
+    if not errors:
         return
-    errors = {key_of(*o.pair): o.error for o in failed}
     for key, error in errors.items():
         context.log.error(f"partition {key} failed: {error}")
     raise dg.Failure(
-        description=f"{len(failed)} of {len(outcomes)} partitions failed: "
+        description=f"{len(errors)} of {totals.partitions} partitions failed: "
         + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:_LISTED_FAILURES]),
         metadata={Metadata.FAILED_PARTITIONS: dg.MetadataValue.json(errors)},
         allow_retries=False,
@@ -210,7 +239,7 @@ def build_market_data_assets(
             if features:
                 store.update_feature_freshness_many(_freshness_rows(chunk))
 
-        outcomes: list[PairOutcome] = []
+        totals = RunTotals()
         for chunk in refresh_in_chunks(
             [pair_of(key) for key in context.partition_keys],
             workers=POSTGRES_REFRESH_WORKERS if repository.is_postgres else 1,
@@ -222,7 +251,7 @@ def build_market_data_assets(
             features=features,
             now=now,
         ):
-            outcomes.extend(chunk)
+            totals.add(chunk)
             lags = lag_rules.evaluate(((*o.pair, o.last_bar_at) for o in chunk if o.ok), now)
             for outcome in chunk:
                 yield from _events_of(outcome, fetch=fetch, features=features)
@@ -232,6 +261,6 @@ def build_market_data_assets(
                         lags[outcome.pair],
                         lag_rules.tolerance_seconds(outcome.timeframe),
                     )
-        _summarize(context, outcomes)
+        _summarize(context, totals)
 
     return market_data

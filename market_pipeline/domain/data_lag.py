@@ -54,6 +54,21 @@ def data_lag(
     expected = due_bar_open(calendar, timeframe, now_utc, grace=grace)
     if last_bar_at is None:
         return DataLag(None, expected, None, None, "missing")
+    return stored_lag(calendar, timeframe, last_bar_at, now_utc, expected, grace=grace)
+
+
+def stored_lag(
+    calendar: MarketCalendar,
+    timeframe: Timeframe,
+    last_bar_at: datetime,
+    now: datetime,
+    expected: datetime,
+    *,
+    grace: timedelta = NO_GRACE,
+) -> DataLag:
+    """:func:`data_lag` of a stored bar, given ``expected``: what :func:`due_bar_open` gives at
+    ``now`` (callers rating many pairs of one schedule find it once)."""
+    now_utc = ensure_utc(now, name="now")
     stored = ensure_utc(last_bar_at, name="last_bar_at")
     behind, oldest_complete = due_bars_after(calendar, timeframe, stored, now_utc, grace=grace)
     if oldest_complete is None:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from market_pipeline.domain.bar_schedule import due_bar_open
 from market_pipeline.domain.calendars import CalendarOutOfBounds, MarketCalendar, get_calendar
-from market_pipeline.domain.data_lag import DATA_STATUSES, DataLag, data_lag
+from market_pipeline.domain.data_lag import DATA_STATUSES, DataLag, stored_lag
 from market_pipeline.domain.schedule_intervals import expected_execution_interval
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.domain.timestamps import ensure_utc
@@ -85,43 +85,27 @@ class DataLagRules:
         known = self._tolerances.get(timeframe)
         return default_tolerance_seconds(Timeframe.parse(timeframe)) if known is None else known
 
+    def schedule_key(self, pair: Pair) -> ScheduleKey | None:
+        """The schedule ``pair`` shares with others (None when it has none): pairs of one key
+        have the same due bars, so :meth:`at` rates them together."""
+        return self._keys.get(pair)
+
+    def at(self, now: datetime) -> LagRating:
+        """A rating of stored bars at ``now``, for many pairs (see :class:`LagRating`)."""
+        return LagRating(self, ensure_utc(now, name="now"))
+
     def evaluate(
         self, rows: Iterable[tuple[str, str, datetime | None]], now: datetime
     ) -> dict[Pair, DataLag | None]:
         """``(symbol, timeframe, last_bar_at)`` rows -> each pair's :class:`DataLag`, or None
         for a pair without a schedule or outside its calendar's bounds. Pairs of one schedule
         with the same stored bar share one (immutable) result."""
-        at = ensure_utc(now, name="now")
         keys = self._keys
-        due: dict[ScheduleKey, datetime | None] = {}
-        cache: dict[tuple[ScheduleKey, datetime | None], DataLag | None] = {}
-        out: dict[Pair, DataLag | None] = {}
-        for symbol, timeframe, last in rows:
-            pair = (symbol, timeframe)
-            key = keys.get(pair)
-            if key is None:
-                out[pair] = None
-                continue
-            cache_key = (key, last)
-            if cache_key in cache:
-                out[pair] = cache[cache_key]
-                continue
-            if key not in due:
-                due[key] = self._due(key, at)
-            lag = cache[cache_key] = self._rate(key, due[key], last, at)
-            out[pair] = lag
-        return out
-
-    def _rate(
-        self, key: ScheduleKey, due: datetime | None, last: datetime | None, at: datetime
-    ) -> DataLag | None:
-        if due is None:
-            return None
-        if last is None:
-            return DataLag(None, due, None, None, "missing")
-        if last >= due:
-            return DataLag(last, due, 0, 0.0, "current")
-        return self._lag(key, last, at)
+        rate = self.at(now).rate
+        return {
+            (symbol, timeframe): rate(keys.get((symbol, timeframe)), last)
+            for symbol, timeframe, last in rows
+        }
 
     def is_late_beyond_tolerance(self, timeframe: str, lag: DataLag | None) -> bool:
         return (
@@ -142,18 +126,55 @@ class DataLagRules:
         except CalendarOutOfBounds:
             return None
 
-    def _lag(self, key: ScheduleKey, last: datetime, at: datetime) -> DataLag | None:
+    def _lag(self, key: ScheduleKey, last: datetime, at: datetime, due: datetime) -> DataLag | None:
         calendar, timeframe, grace = key
         try:
-            return data_lag(
+            return stored_lag(
                 self._calendars[calendar],
                 self._timeframes[timeframe],
                 last,
                 at,
+                due,
                 grace=timedelta(seconds=grace),
             )
         except CalendarOutOfBounds:
             return None
+
+
+class LagRating:
+    """Stored bars rated at one instant: each schedule's due bar is found once, and each
+    (schedule, stored bar) rated once, so pairs that share both cost a dict lookup each."""
+
+    def __init__(self, rules: DataLagRules, at: datetime) -> None:
+        self._rules = rules
+        self._at = at
+        self._due: dict[ScheduleKey, datetime | None] = {}
+        self._rated: dict[tuple[ScheduleKey, datetime | None], DataLag | None] = {}
+
+    def rate(self, key: ScheduleKey | None, last: datetime | None) -> DataLag | None:
+        """The :class:`DataLag` of a pair of schedule ``key`` whose newest stored bar is
+        ``last`` (None: no schedule, or outside its calendar's bounds)."""
+        if key is None:
+            return None
+        cache_key = (key, last)
+        try:
+            return self._rated[cache_key]
+        except KeyError:
+            pass
+        if key not in self._due:
+            self._due[key] = self._rules._due(key, self._at)
+        due = self._due[key]
+        lag: DataLag | None
+        if due is None:
+            lag = None
+        elif last is None:
+            lag = DataLag(None, due, None, None, "missing")
+        elif last >= due:
+            lag = DataLag(last, due, 0, 0.0, "current")
+        else:
+            lag = self._rules._lag(key, last, self._at, due)
+        self._rated[cache_key] = lag
+        return lag
 
 
 def count_by_data_status(lags: Iterable[DataLag | None]) -> dict[str, int]:

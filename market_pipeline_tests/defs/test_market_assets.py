@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+from datetime import UTC, datetime
+
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -9,8 +13,9 @@ import sqlalchemy as sa
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.database.engine import make_engine
 from market_pipeline.definitions import build_definitions
-from market_pipeline.defs.market_assets import OHLCV_BARS_KEY, QUANT_FEATURES_KEY
+from market_pipeline.defs.market_assets import OHLCV_BARS_KEY, QUANT_FEATURES_KEY, RunTotals
 from market_pipeline.domain.names import Metadata
+from market_pipeline.market_data.refresh import PairOutcome
 
 
 def _counts(db_url: str) -> dict[str, int]:
@@ -151,3 +156,30 @@ def test_a_bars_only_run_rates_each_pair_s_newest_stored_bar(settings):
         == evaluation.metadata["expected_last_bar_at"].value
     )
     assert _counts(settings.db_url)["quant_features"] == 0
+
+
+def test_the_steps_totals_keep_no_outcome_of_a_reported_chunk():
+    """The step summarises a run from totals: a chunk's outcomes can be freed once reported, so
+    a run of 10,000 partitions holds one chunk of them, not all."""
+    started = datetime(2026, 12, 2, tzinfo=UTC)
+
+    def outcome(i: int) -> PairOutcome:
+        done = PairOutcome(f"S{i}", "1h", "equity", started, rows_inserted=10, features_computed=3)
+        if i % 4 == 0:
+            done.error = f"fetch failed for S{i} 1h: boom"
+        done.revised_bars = 2 if i % 5 == 0 else 0
+        return done
+
+    totals = RunTotals()
+    alive = []
+    for start in range(0, 100, 25):
+        chunk = [outcome(i) for i in range(start, start + 25)]
+        alive.extend(weakref.ref(o) for o in chunk)
+        totals.add(chunk)
+        del chunk
+    gc.collect()
+    assert not any(ref() is not None for ref in alive)
+    assert (totals.partitions, totals.refreshed, totals.revised) == (100, 75, 20)
+    assert (totals.rows_inserted, totals.features_computed) == (750, 225)
+    assert totals.errors["S4|1h"] == "fetch failed for S4 1h: boom" and len(totals.errors) == 25
+    assert totals.revised_listed[:2] == ["S0|1h (2 bars)", "S5|1h (2 bars)"]

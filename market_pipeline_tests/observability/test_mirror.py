@@ -23,10 +23,12 @@ from market_pipeline.domain.alerts import REPEATED_FAILURE_MESSAGE
 from market_pipeline.domain.names import MARKET_DATA_JOB, RANGE_END_TAG, RANGE_START_TAG
 from market_pipeline.observability.mirror import (
     DEFAULT_WATERMARK_NAME,
+    MIRRORED_EVENT_TYPES,
     apply_projection,
     project_run,
     reconcile_instance,
 )
+from market_pipeline.observability.mirror.events import read_run
 from market_pipeline.observability.store import ObservabilityStore
 from market_pipeline_tests.support.universes import asset_classes_of, write_universe
 
@@ -125,6 +127,21 @@ def test_mirroring_a_run_again_doubles_nothing(engine, settings):
     assert again.mirrored == 1
     assert _counts(engine) == before
     assert _rows(engine, "feature_computation_failures", "ORDER BY id") == failures_before
+
+
+def test_a_run_read_a_page_of_events_at_a_time_gives_the_same_facts(settings):
+    """The mirror reads a run's events in pages, so a run of 10,000 partitions is never held
+    whole as Dagster records; a page of one event must give what one page of all gives."""
+    with dg.instance_for_test() as instance:
+        [run_id] = run_backfill(settings, instance=instance).run_ids
+        events = instance.get_records_for_run(run_id, of_type=set(MIRRORED_EVENT_TYPES)).records
+        whole = read_run(instance, run_id, page_size=len(events) + 1)
+        paged = read_run(instance, run_id, page_size=1)
+        with pytest.raises(ValueError, match="page_size must be a positive integer"):
+            read_run(instance, run_id, page_size=0)
+    assert len(events) > 6  # planned, materialized and failed pairs: many pages of one
+    assert whole is not None and whole.done and whole.step_failures
+    assert paged == whole
 
 
 def test_repeated_failures_count_up_and_alert_at_the_threshold(engine, settings, caplog):

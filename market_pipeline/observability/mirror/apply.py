@@ -82,22 +82,28 @@ def apply_projection(
 def _log_failures(
     store: ObservabilityStore, projection: RunProjection, run_id: str
 ) -> list[PairProjection]:
-    """Log each failed pair's failure once per run (a cancellation is no computation failure)."""
+    """Log each failed pair's failure once per run (a cancellation is no computation failure),
+    all of the run's in one statement."""
     if not (projection.finished and projection.log_failures):
         return []
     already = store.mirror.failed_pairs_of(run_id)
-    logged = []
-    for pair in projection.pairs:
-        if pair.status != "failed" or (pair.symbol, pair.timeframe) in already:
-            continue
-        store.log_feature_computation_failure(
-            symbol=pair.symbol,
-            timeframe=pair.timeframe,
-            error_message=pair.error or "failed",
-            execution_id=run_id,
-            failed_at=pair.completed_at or projection.completed_at,
-        )
-        logged.append(pair)
+    logged = [
+        pair
+        for pair in projection.pairs
+        if pair.status == "failed" and (pair.symbol, pair.timeframe) not in already
+    ]
+    store.mirror.log_failures(
+        run_id,
+        (
+            {
+                "symbol": pair.symbol,
+                "timeframe": pair.timeframe,
+                "error_message": pair.error or "failed",
+                "failed_at": pair.completed_at or projection.completed_at,
+            }
+            for pair in logged
+        ),
+    )
     return logged
 
 

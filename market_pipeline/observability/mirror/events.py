@@ -6,7 +6,7 @@ The only module of the mirror that walks Dagster's event objects; everything aft
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -32,6 +32,10 @@ MIRRORED_EVENT_TYPES = frozenset(
     }
 )
 """The event types the mirror reads of a run."""
+
+EVENT_PAGE_SIZE = 1000
+"""Events read per query: a run of 10,000 partitions has 20,000 materializations, and only one
+page of Dagster's records (its stored JSON and the objects built from it) is held at a time."""
 
 
 _UNFINISHED = {
@@ -85,12 +89,14 @@ def read_run(
     run: Any,
     *,
     partitions_def: dg.PartitionsDefinition | None = None,
+    page_size: int = EVENT_PAGE_SIZE,
 ) -> RunFacts | None:
     """The facts of one run (a ``RunRecord`` or a run id); ``None`` when it is not ours.
 
     ``partitions_def`` is only used for runs that logged no planned-materialization events (they
     normally do: Dagster logs one per planned partition, or one with the partition subset), to
-    expand a partition-range tag; without it such a run has no pairs.
+    expand a partition-range tag; without it such a run has no pairs. The events are read
+    ``page_size`` at a time.
     """
     record = run_record(instance, run)
     dagster_run: dg.DagsterRun = record.dagster_run
@@ -98,10 +104,8 @@ def read_run(
     if ours is False:
         return None
     events = _Events()
-    for event_record in instance.get_records_for_run(
-        dagster_run.run_id, of_type=set(MIRRORED_EVENT_TYPES)
-    ).records:
-        events.add(event_record.event_log_entry)
+    for entry in _mirrored_events(instance, dagster_run.run_id, page_size):
+        events.add(entry)
     if ours is None and not events.planned and not events.done:
         return None
     planned = events.planned or _planned_from_tags(dagster_run.tags, partitions_def)
@@ -123,6 +127,23 @@ def read_run(
         run_failure=events.run_failure,
         canceled_at=events.canceled_at,
     )
+
+
+def _mirrored_events(instance: dg.DagsterInstance, run_id: str, page_size: int) -> Iterator[Any]:
+    """The run's events of the mirrored types, in order, read a page at a time (by storage id,
+    along Dagster's (run_id, id) index)."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+    cursor = None
+    while True:
+        page = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=set(MIRRORED_EVENT_TYPES), limit=page_size
+        )
+        for record in page.records:
+            yield record.event_log_entry
+        if not page.has_more:
+            return
+        cursor = page.cursor
 
 
 class _Events:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from market_pipeline.domain.lag_rules import DataLagRules
+from market_pipeline.domain.lag_rules import DataLagRules, ScheduleKey
 from market_pipeline.domain.timestamps import ensure_utc
 from market_pipeline.observability.store.checks import check_key
 from market_pipeline.observability.store.statements import Statements
@@ -30,6 +30,11 @@ class StoreContext:
     as_of: bool = False
     """Reports as of the clock's instant (``report --at``): data time from the bars stored by
     then, executions started by then."""
+    schedule_members: dict[str, dict[ScheduleKey | None, frozenset[str]]] | None = field(
+        default=None, repr=False
+    )
+    """Per timeframe, the monitored symbols of each schedule in ``lag_rules`` (None: those
+    without one), grouped once."""
 
     @classmethod
     def build(
@@ -62,6 +67,9 @@ class StoreContext:
             monitored_json=json.dumps([list(pair) for pair in monitored or ()]),
             lag_rules=lag_rules,
             as_of=as_of,
+            schedule_members=None
+            if lag_rules is None or monitored is None
+            else _schedule_members(lag_rules, monitored),
         )
 
     @property
@@ -70,3 +78,16 @@ class StoreContext:
 
     def now(self) -> datetime:
         return ensure_utc(self.clock(), name="clock()")
+
+
+def _schedule_members(
+    rules: DataLagRules, pairs: Sequence[Pair]
+) -> dict[str, dict[ScheduleKey | None, frozenset[str]]]:
+    grouped: dict[str, dict[ScheduleKey | None, set[str]]] = {}
+    for symbol, timeframe in pairs:
+        key = rules.schedule_key((symbol, timeframe))
+        grouped.setdefault(timeframe, {}).setdefault(key, set()).add(symbol)
+    return {
+        timeframe: {key: frozenset(symbols) for key, symbols in by_key.items()}
+        for timeframe, by_key in grouped.items()
+    }

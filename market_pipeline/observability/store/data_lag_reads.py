@@ -8,16 +8,18 @@ fields null.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from market_pipeline.database.tables import feature_freshness as freshness_t
 from market_pipeline.database.tables import ohlcv_bars as bars_t
 from market_pipeline.domain.data_lag import DataLag
-from market_pipeline.domain.lag_rules import count_by_data_status
+from market_pipeline.domain.lag_rules import DataLagRules, count_by_data_status
 from market_pipeline.domain.timeframes import Timeframe
 from market_pipeline.observability.store.context import Pair, StoreContext
 from market_pipeline.observability.store.freshness import monitored_source, read_params
@@ -52,22 +54,48 @@ class LastBars(dict[Pair, datetime | None]):
 def last_bars_as_of(ctx: StoreContext, at: datetime) -> LastBars:
     """The newest bar of each monitored pair whose whole length had passed by ``at``, read
     from ``ohlcv_bars`` (which keeps the history) one timeframe at a time: what the freshness
-    table's ``last_bar_at`` would have said then. For ``report --at``, not for hot paths."""
+    table's ``last_bar_at`` would have said then. For ``report --at``, not for hot paths; still
+    one probe of the bars' primary key per pair (a backward index read of its newest bar up to
+    the cutoff), never a pass over every bar."""
     pairs = ctx.monitored if ctx.monitored is not None else _stored_pairs(ctx)
     found = LastBars(dict.fromkeys(pairs))
-    b = bars_t
+    by_timeframe: dict[str, list[str]] = {}
+    for symbol, timeframe in pairs:
+        by_timeframe.setdefault(timeframe, []).append(symbol)
+    stmt = newest_bars_stmt(postgres=ctx.sql.is_postgres)
     with ctx.engine.connect() as conn:
-        for timeframe in sorted({tf for _, tf in pairs}):
+        for timeframe, symbols in sorted(by_timeframe.items()):
             cutoff = at - timedelta(seconds=Timeframe.parse(timeframe).seconds)
-            rows = conn.execute(
-                sa.select(b.c.symbol, sa.func.max(b.c.ts))
-                .where(b.c.timeframe == timeframe, b.c.ts <= cutoff)
-                .group_by(b.c.symbol)
-            ).all()
-            for symbol, last in rows:
-                if (symbol, timeframe) in found:
-                    found[(symbol, timeframe)] = last
+            params = {
+                "p_symbols": json.dumps(symbols),
+                "p_timeframe": timeframe,
+                "p_cutoff": cutoff,
+            }
+            for symbol, last in conn.execute(stmt, params).all():
+                found[(symbol, timeframe)] = last
     return found
+
+
+def newest_bars_stmt(*, postgres: bool) -> Any:
+    """``(symbol, newest ts <= p_cutoff)`` of each symbol of the JSON array ``p_symbols`` in
+    timeframe ``p_timeframe`` (None when it has none), a correlated max per symbol."""
+    b = bars_t
+    parameter = sa.bindparam("p_symbols", type_=sa.Text)
+    symbols = (
+        sa.func.jsonb_array_elements_text(sa.cast(parameter, postgresql.JSONB))
+        if postgres
+        else sa.func.json_each(parameter)
+    ).table_valued("value")
+    newest = (
+        sa.select(sa.func.max(b.c.ts))
+        .where(
+            b.c.symbol == symbols.c.value,
+            b.c.timeframe == sa.bindparam("p_timeframe", type_=sa.Text),
+            b.c.ts <= sa.bindparam("p_cutoff", type_=b.c.ts.type),
+        )
+        .scalar_subquery()
+    )
+    return sa.select(symbols.c.value, newest)
 
 
 def _stored_pairs(ctx: StoreContext) -> list[Pair]:
@@ -106,25 +134,32 @@ def late_beyond_tolerance(ctx: StoreContext, lags: dict[Pair, DataLag | None]) -
     if rules is None:
         return []
     late = [
-        {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "last_bar_at": lag.last_bar_at,
-            "expected_last_bar_at": lag.expected_last_bar_at,
-            "bars_behind": lag.bars_behind,
-            "data_lag_seconds": lag.data_lag_seconds,
-            "tolerance_seconds": rules.tolerance_seconds(timeframe),
-        }
+        late_row((symbol, timeframe), lag, rules)
         for (symbol, timeframe), lag in lags.items()
         if lag is not None
         and lag.data_status == "late"
         and rules.is_late_beyond_tolerance(timeframe, lag)
     ]
-    late.sort(key=_most_lagging_first)
+    late.sort(key=most_lagging_first)
     return late
 
 
-def _most_lagging_first(row: LateRow) -> tuple[float, str, str]:
+def late_row(pair: Pair, lag: DataLag, rules: DataLagRules) -> LateRow:
+    """One pair late beyond tolerance, as :class:`~market_pipeline.domain.reports.LatePair`
+    fields."""
+    symbol, timeframe = pair
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "last_bar_at": lag.last_bar_at,
+        "expected_last_bar_at": lag.expected_last_bar_at,
+        "bars_behind": lag.bars_behind,
+        "data_lag_seconds": lag.data_lag_seconds,
+        "tolerance_seconds": rules.tolerance_seconds(timeframe),
+    }
+
+
+def most_lagging_first(row: LateRow) -> tuple[float, str, str]:
     return (-row["data_lag_seconds"], row["symbol"], row["timeframe"])
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 
 from market_pipeline.database.tables import feature_computation_failures as failures_t
 from market_pipeline.database.tables import scheduler_execution_log as executions_t
@@ -89,37 +90,73 @@ def _log_postgres(ctx: StoreContext, values: dict[str, Any]) -> int:
 
 
 def _log_sqlite(ctx: StoreContext, values: dict[str, Any]) -> int:
-    f = failures_t
-    eid, symbol, timeframe = values["execution_id"], values["symbol"], values["timeframe"]
     with ctx.sql.write() as conn:
-        if eid is not None:
-            require_executions(conn, [eid])
-            recorded = conn.execute(
-                sa.select(f.c.id)
-                .where(
-                    f.c.execution_id == eid,
-                    f.c.symbol == symbol,
-                    f.c.timeframe == timeframe,
-                    f.c.resolved,
-                )
-                .order_by(f.c.id.desc())
-                .limit(1)
-            ).scalar()
-            if recorded is not None:
-                return int(recorded)
-        superseding = conn.execute(
-            _superseding_select(symbol, timeframe, values["failed_at"])
-        ).first()
-        if superseding is not None:
-            stmt = f.insert().values(
-                **values,
-                resolved=True,
-                resolved_at=superseding.completed_at,
-                resolved_by_execution_id=superseding.execution_id,
-            )
-            return int(conn.execute(stmt.returning(f.c.id)).scalar_one())
-        stmt = ctx.sql.insert(f).values(**values, resolved=False)
-        return int(conn.execute(open_failure_upsert(stmt).returning(f.c.id)).scalar_one())
+        if values["execution_id"] is not None:
+            require_executions(conn, [values["execution_id"]])
+        return log_on(conn, ctx, values)[1]
+
+
+def log_on(conn: Connection, ctx: StoreContext, values: dict[str, Any]) -> tuple[bool, int]:
+    """Log one validated failure on ``conn`` (a SQLite write transaction; the execution is
+    known): ``(already recorded, failure id)``. The statements are built once, with bound
+    parameters: building them per failure cost more than running them."""
+    sql = ctx.sql
+    params = {f"p_{name}": value for name, value in values.items()}
+    if values["execution_id"] is not None:
+        recorded = conn.execute(sql.built("failure_recorded", _recorded_stmt), params).scalar()
+        if recorded is not None:
+            return True, int(recorded)
+    superseding = conn.execute(
+        sql.built("failure_superseding", lambda: _superseding_select(*_pair_params())), params
+    ).first()
+    if superseding is not None:
+        resolved = {
+            **params,
+            "p_resolved_at": superseding.completed_at,
+            "p_resolved_by_execution_id": superseding.execution_id,
+        }
+        stmt = sql.built("failure_resolved_insert", _resolved_insert_stmt)
+        return False, int(conn.execute(stmt, resolved).scalar_one())
+    stmt = sql.built("failure_open_upsert", lambda: _open_upsert_stmt(ctx))
+    return False, int(conn.execute(stmt, params).scalar_one())
+
+
+def _params(*names: str) -> dict[str, Any]:
+    f = failures_t
+    return {name: sa.bindparam(f"p_{name}", type_=f.c[name].type) for name in names}
+
+
+def _pair_params() -> tuple[Any, Any, Any]:
+    p = _params("symbol", "timeframe", "failed_at")
+    return p["symbol"], p["timeframe"], p["failed_at"]
+
+
+def _recorded_stmt() -> Any:
+    f = failures_t
+    p = _params("execution_id", "symbol", "timeframe")
+    return (
+        sa.select(f.c.id)
+        .where(
+            f.c.execution_id == p["execution_id"],
+            f.c.symbol == p["symbol"],
+            f.c.timeframe == p["timeframe"],
+            f.c.resolved,
+        )
+        .order_by(f.c.id.desc())
+        .limit(1)
+    )
+
+
+def _resolved_insert_stmt() -> Any:
+    f = failures_t
+    p = _params(*_NAMES, "resolved_at", "resolved_by_execution_id")
+    return f.insert().values(**p, resolved=True).returning(f.c.id)
+
+
+def _open_upsert_stmt(ctx: StoreContext) -> Any:
+    f = failures_t
+    stmt = ctx.sql.insert(f).values(**_params(*_NAMES), resolved=False)
+    return open_failure_upsert(stmt).returning(f.c.id)
 
 
 def _superseding_select(symbol: Any, timeframe: Any, failed_at: Any) -> Any:

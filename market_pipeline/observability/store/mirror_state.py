@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,6 +16,7 @@ from market_pipeline.database.tables import symbol_computation_status as symbol_
 from market_pipeline.domain.identifiers import canonical_uuid
 from market_pipeline.domain.reports import Alert
 from market_pipeline.domain.timestamps import ensure_utc
+from market_pipeline.observability.store import failure_batches
 from market_pipeline.observability.store.checks import TERMINAL_STATUSES, check_count, check_key
 from market_pipeline.observability.store.context import Pair, StoreContext
 
@@ -129,6 +131,15 @@ class MirrorState:
     def alerts_for(self, pairs: Iterable[Pair]) -> list[Alert]:
         """Open failures among ``pairs`` that reached the alert threshold."""
         return alerts_for(self._ctx, pairs)
+
+    def log_failures(
+        self, execution_id: str | uuid.UUID, failures: Iterable[Mapping[str, Any]]
+    ) -> int:
+        """The failures of many pairs in one execution, each as
+        :meth:`~market_pipeline.observability.store.ObservabilityStore.log_feature_computation_failure`
+        would log it, in one statement (see :mod:`.failure_batches`); return how many were
+        written."""
+        return failure_batches.log_many(self._ctx, execution_id, failures)
 
     def finished_executions(self, execution_ids: Iterable[str]) -> set[str]:
         """Those of ``execution_ids`` whose execution row is completed or failed."""

@@ -18,7 +18,7 @@ from market_pipeline.database.tables import scheduler_execution_log as execution
 from market_pipeline.database.types import UTCDateTime
 from market_pipeline.domain.freshness import FRESHNESS_STATUSES, health_status
 from market_pipeline.domain.reports import SchedulerHealth, StalenessReport
-from market_pipeline.observability.store import data_lag_reads
+from market_pipeline.observability.store import data_lag_reads, data_status_counts
 from market_pipeline.observability.store.checks import ZERO, check_limit, id_str
 from market_pipeline.observability.store.context import StoreContext
 from market_pipeline.observability.store.freshness import monitored_source, read_params
@@ -199,15 +199,12 @@ def scheduler_health(ctx: StoreContext, *, recent_failures_limit: int = 10) -> S
             write=False,
         )
     ]
-    lags = data_lag_reads.read_lags(ctx, now)
+    data_status = data_status_counts.read(ctx, now)
     data_time: dict[str, Any] = {}
     late: list[dict[str, Any]] = []
-    if lags is not None:
-        late = data_lag_reads.late_beyond_tolerance(ctx, lags)
-        data_time = {
-            "data_summary": data_lag_reads.summary(lags, late),
-            "late_pairs": late[:recent_failures_limit],
-        }
+    if data_status is not None:
+        counts, late = data_status
+        data_time = {"data_summary": counts, "late_pairs": late[:recent_failures_limit]}
     return _health(now, summary, failures, late, data_time)
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from market_pipeline.database.direct_pool import compile_for, direct_pool
+from market_pipeline.database.direct_pool import DirectPool, compile_for, direct_pool
 
 Fetch = Literal["none", "one", "all"]
 
@@ -38,6 +38,12 @@ class Statements:
             if self.dialect == "postgresql" and engine.dialect.driver == "psycopg2"
             else None
         )
+
+    @property
+    def direct(self) -> DirectPool | None:
+        """The direct driver connections (PostgreSQL over psycopg2), for statements written as
+        driver SQL; None elsewhere."""
+        return self._direct
 
     @property
     def is_postgres(self) -> bool:
