@@ -8,9 +8,9 @@ the storage dagster.postgres.yaml ships), in this invocation:
   sessions of 1m up to ~8 years of 1d), bars and features stored in a fresh PostgreSQL database;
 - the floor: the same two asset keys over the same partitions definition in one range run whose
   body does no work and only yields the per-partition ``AssetMaterialization`` events; and the
-  same floor also yielding the per-partition check result our assets report. Each round runs the
-  floor, ours (on a fresh market database) and the floor with checks back to back, after an
-  untimed warm-up; :data:`ROUNDS` rounds, medians reported, with the 1-minute load average
+  same floor also yielding the two per-partition check results our assets report. Each round
+  runs the floor, ours (on a fresh market database) and the floor with checks back to back,
+  after an untimed warm-up; :data:`ROUNDS` rounds, medians reported, with the 1-minute load average
   before and after;
 - one run per partition, as a user runs it: ``dagster asset materialize -m
   market_pipeline.definitions --select ohlcv_bars,quant_features --partition "SYM|tf"`` as a
@@ -56,6 +56,7 @@ from bench.common import (
 from market_pipeline.cli.launcher import run_backfill
 from market_pipeline.config.settings import Settings
 from market_pipeline.config.universe_file import load_universe
+from market_pipeline.defs.data_lag_check import bars_current_check_spec
 from market_pipeline.defs.market_assets import (
     OHLCV_BARS_KEY,
     QUANT_FEATURES_KEY,
@@ -64,6 +65,7 @@ from market_pipeline.defs.market_assets import (
 from market_pipeline.defs.partitions import build_pair_partitions
 from market_pipeline.domain.names import (
     BAR_VALIDITY_CHECK,
+    BARS_CURRENT_CHECK,
     MARKET_DATA_JOB,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -137,7 +139,11 @@ def floor_definitions(
             dg.AssetSpec(OHLCV_BARS_KEY, skippable=True),
             dg.AssetSpec(QUANT_FEATURES_KEY, deps=[OHLCV_BARS_KEY], skippable=True),
         ],
-        check_specs=[bar_validity_check_spec(partitions_def)] if with_checks else None,
+        check_specs=(
+            [bar_validity_check_spec(partitions_def), bars_current_check_spec(partitions_def)]
+            if with_checks
+            else None
+        ),
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
@@ -146,13 +152,14 @@ def floor_definitions(
         """Yield the materialization of both assets for every partition of the run, no work."""
         for key in context.partition_keys:
             if with_checks:
-                yield dg.AssetCheckEvaluation(
-                    asset_key=OHLCV_BARS_KEY,
-                    check_name=BAR_VALIDITY_CHECK,
-                    passed=True,
-                    partition=key,
-                    severity=dg.AssetCheckSeverity.WARN,
-                )
+                for check_name in (BAR_VALIDITY_CHECK, BARS_CURRENT_CHECK):
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=OHLCV_BARS_KEY,
+                        check_name=check_name,
+                        passed=True,
+                        partition=key,
+                        severity=dg.AssetCheckSeverity.WARN,
+                    )
             yield dg.AssetMaterialization(OHLCV_BARS_KEY, partition=key)
             yield dg.AssetMaterialization(QUANT_FEATURES_KEY, partition=key)
 
@@ -432,7 +439,8 @@ def run(smoke: bool = False) -> list[Result]:
         value=ours,
         unit="s",
         baseline=f"same {n} partitions, empty body yielding the materializations and the "
-        f"partitioned bar_validity_check result, run just after ours in each of {rounds} rounds",
+        f"partitioned bar_validity_check and bars_current_check results, run just after ours in "
+        f"each of {rounds} rounds",
         baseline_value=floor_checks_s,
         direction=LOWER_IS_BETTER,
         goal="ratio <= 1.5",

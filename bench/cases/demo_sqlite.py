@@ -9,7 +9,7 @@ market database of its own. For each storage, in this order:
 
 - Dagster's empty-body floor (:func:`bench.cases.backfill.floor_job`: the same two asset keys
   over the same partitions, one range run that only yields the per-partition materializations),
-  and the same floor also yielding the per-partition check result our assets report;
+  and the same floor also yielding the two per-partition check results our assets report;
 - ours, first write: :func:`market_pipeline.cli.launcher.run_backfill` on an empty database;
 - ours, incremental: the same after removing the newest :data:`INCREMENTAL_BARS` bars (and
   their feature rows) of every pair, so the run fetches at least that many new bars per pair

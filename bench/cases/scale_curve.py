@@ -11,7 +11,7 @@ each step in a fresh process (:mod:`bench.cases.scale_curve_child`) whose peak R
   on an empty database (synthetic provider, :data:`HISTORY_BARS` bars per pair);
 - ours, incremental: the same after removing the newest 5 bars and feature rows of every pair,
   as a scheduled update finds them;
-- the floor also yielding the per-partition check result our assets report.
+- the floor also yielding the two per-partition check results our assets report.
 
 Ours runs as shipped, in runs of at most ``DEFAULT_PARTITIONS_PER_RUN`` partitions one after
 another (what ``market-pipeline backfill`` does), and the floor over the same ranges: one range
@@ -200,7 +200,7 @@ def point_results(point: dict) -> list[Result]:
         baseline="same partitions, empty body (Dagster floor), same instance storage, just before",
         baseline_value=s["floor"],
         direction=LOWER_IS_BETTER,
-        note=f"floor with the per-partition check result: {s['floor_with_checks']:.1f} s; "
+        note=f"floor with the two per-partition check results: {s['floor_with_checks']:.1f} s; "
         f"1m load {point['load_average_1m_before']} before, {point['load_average_1m_after']} after",
         extra=point,
     )
