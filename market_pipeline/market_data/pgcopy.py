@@ -1,4 +1,4 @@
-"""PostgreSQL binary COPY payloads built with numpy, without a Python loop per row.
+"""PostgreSQL binary COPY payloads built and read with numpy, without a Python loop per row.
 
 Text COPY needs every float formatted as text (pandas ``to_csv`` of 1M bars takes seconds); the
 binary format carries the IEEE doubles and int64 timestamps as they are. A row is an int16 field
@@ -7,6 +7,8 @@ count followed by, per field, an int32 byte length (-1 for NULL) and the big-end
 Our market-data tables are all shaped ``(symbol, timeframe, ts, float, float, ...)``, and rows come
 in chunks of one (symbol, timeframe) pair. Within a chunk, rows that share a NULL pattern share one
 fixed layout, so each such group is one numpy structured array written with ``tobytes()``.
+Reading back rows of ``(int8 key, timestamptz, float8 NOT NULL, ...)`` is the same in reverse:
+every row has one fixed width, so the whole stream is one ``np.frombuffer``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
+_SIGNATURE = _HEADER[:11]
 # PostgreSQL timestamps count microseconds from 2000-01-01 00:00 UTC.
 _PG_EPOCH_US = 946_684_800_000_000
 
@@ -97,3 +100,46 @@ def _block(sym: bytes, tf: bytes, ts: np.ndarray, values: np.ndarray, null: np.n
             block[f"l{j}"] = 8
             block[f"v{j}"] = values[:, j]
     return block.tobytes()
+
+
+@dataclass(frozen=True)
+class CopiedRows:
+    """Rows read from a binary COPY: ``key`` (int64), ``ts`` (datetime64[us], UTC) and ``values``
+    (n x k float64), in the order the server sent them."""
+
+    key: np.ndarray
+    ts: np.ndarray
+    values: np.ndarray
+
+
+def parse_keyed_rows(payload: bytes, n_values: int) -> CopiedRows:
+    """Parse the binary COPY output of ``SELECT <bigint>, <timestamptz>, <k float8 NOT NULL>``.
+
+    Raises ``ValueError`` on anything else (another header, a NULL, a row of other fields), so a
+    changed query cannot be misread as numbers.
+    """
+    if payload[:11] != _SIGNATURE or len(payload) < 21:
+        raise ValueError("not a PostgreSQL binary COPY stream")
+    extension = int.from_bytes(payload[15:19], "big")
+    start = 19 + extension
+    if payload[-2:] != _TRAILER:
+        raise ValueError("binary COPY stream without its trailer")
+    fields = [("n", ">i2"), ("l_key", ">i4"), ("key", ">i8"), ("l_ts", ">i4"), ("ts", ">i8")]
+    for j in range(n_values):
+        fields += [(f"l{j}", ">i4"), (f"v{j}", ">f8")]
+    layout = np.dtype(fields)
+    body = memoryview(payload)[start:-2]
+    if len(body) % layout.itemsize:
+        raise ValueError(
+            f"binary COPY rows are not {2 + n_values} non-NULL 8-byte fields each "
+            "(a NULL or another column type)"
+        )
+    rows = np.frombuffer(body, dtype=layout)
+    lengths = [rows["l_key"], rows["l_ts"], *(rows[f"l{j}"] for j in range(n_values))]
+    if (rows["n"] != 2 + n_values).any() or any((length != 8).any() for length in lengths):
+        raise ValueError(f"binary COPY rows are not {2 + n_values} non-NULL 8-byte fields each")
+    values = np.empty((len(rows), n_values), dtype=np.float64)
+    for j in range(n_values):
+        values[:, j] = rows[f"v{j}"]
+    ts = (rows["ts"].astype(np.int64) + _PG_EPOCH_US).astype("datetime64[us]")
+    return CopiedRows(rows["key"].astype(np.int64), ts, values)

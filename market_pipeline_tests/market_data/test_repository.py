@@ -120,3 +120,44 @@ def test_a_failing_bulk_write_after_migrate_leaves_nothing_behind(engine):
     with pytest.raises((sqlite3.IntegrityError, psycopg2.IntegrityError)):
         repo.upsert_bars({("GOOD", "1h"): _bars(5), ("BAD", "1h"): bad})
     assert repo.count_rows("ohlcv_bars") == 0
+
+
+def _irregular_bars(n: int, seed: int, freq: str) -> pd.DataFrame:
+    """Bars whose floats use all 53 bits, so a read that rounds anywhere shows."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 + rng.standard_normal(n).cumsum()
+    frame = _bars(n, freq=freq)
+    frame["open"] = close * (1 + 1e-3 * rng.standard_normal(n))
+    frame["close"] = close
+    frame["high"] = np.maximum(frame["open"], close) + rng.random(n)
+    frame["low"] = np.minimum(frame["open"], close) - rng.random(n)
+    frame["volume"] = rng.random(n) * 1e6
+    return frame
+
+
+def test_many_pairs_read_back_bit_for_bit_each_under_its_own_key(engine):
+    repo = MarketDataRepository(engine)
+    stored = {
+        ("O'REILLY", "1h"): _irregular_bars(40, 1, "1h"),
+        ("AAPL", "1d"): _irregular_bars(7, 2, "1D"),
+        ("AAPL", "1h"): _irregular_bars(25, 3, "1h"),
+        ("Z", "5m"): _irregular_bars(1, 4, "5min"),
+    }
+    repo.upsert_bars(stored, new_pairs=list(stored))
+    asked = [*stored, ("AAPL", "5m"), ("NOPE", "1h")]
+    loaded = repo.load_bars(asked)
+    assert set(loaded) == set(stored)  # pairs with nothing stored are absent
+    for pair, frame in stored.items():
+        pd.testing.assert_frame_equal(loaded[pair], frame, check_dtype=False, check_exact=True)
+        assert str(loaded[pair]["ts"].dt.tz) == "UTC"
+
+
+def test_bars_since_an_instant_are_those_stamped_at_or_after_it(engine):
+    repo = MarketDataRepository(engine)
+    stored = {("A", "1h"): _irregular_bars(10, 5, "1h"), ("B", "1h"): _irregular_bars(3, 6, "1h")}
+    repo.upsert_bars(stored, new_pairs=list(stored))
+    since = stored[("A", "1h")]["ts"].iloc[7].to_pydatetime()
+    loaded = repo.load_bars_since(list(stored), since)
+    assert set(loaded) == {("A", "1h")}  # B's last bar is older than since
+    expected = stored[("A", "1h")].iloc[7:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(loaded[("A", "1h")], expected, check_dtype=False)
