@@ -208,7 +208,7 @@ def _vs_floor(shipped: Storage, what: str, label: str, n: int, rounds: int) -> R
     )
     result.goal_met = result.ratio <= 1.5
     result.note = (
-        f"floor with the per-partition check result our assets also report: "
+        f"floor with the two per-partition check results our assets also report: "
         f"{floor_checks:.1f} s (ratio {ours / floor_checks:.2f})"
     )
     return result
