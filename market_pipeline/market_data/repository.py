@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -265,12 +266,18 @@ class MarketDataRepository:
             for (symbol, timeframe), frame in frames.items():
                 ts_text = _sqlite_ts_strings(frame["ts"])
                 values = frame[list(columns)].to_numpy(dtype=np.float64)
-                cells = values.astype(object)
-                cells[~np.isfinite(values)] = None
-                rows = [
-                    (symbol, timeframe, ts, *vals)
-                    for ts, vals in zip(ts_text, cells.tolist(), strict=True)
-                ]
+                # SQLite stores a bound NaN as NULL, so non-finite values only need to become
+                # NaN; rows are zipped from whole columns, not built per row in Python.
+                values = np.where(np.isfinite(values), values, np.nan)
+                rows = list(
+                    zip(
+                        repeat(symbol),
+                        repeat(timeframe),
+                        ts_text,
+                        *(values[:, j].tolist() for j in range(values.shape[1])),
+                        strict=False,  # repeat() is endless; the others share one length
+                    )
+                )
                 before = driver.total_changes
                 cursor.executemany(statement, rows)
                 written[(symbol, timeframe)] = driver.total_changes - before

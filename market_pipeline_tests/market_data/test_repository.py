@@ -161,3 +161,21 @@ def test_bars_since_an_instant_are_those_stamped_at_or_after_it(engine):
     assert set(loaded) == {("A", "1h")}  # B's last bar is older than since
     expected = stored[("A", "1h")].iloc[7:].reset_index(drop=True)
     pd.testing.assert_frame_equal(loaded[("A", "1h")], expected, check_dtype=False)
+
+
+def test_infinite_feature_values_are_stored_as_null_on_first_write_and_on_update(engine):
+    repo = MarketDataRepository(engine)
+    pair = ("AAPL", "1d")
+    feats = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=4, freq="1D", tz="UTC")})
+    for col in FEATURE_COLUMNS:
+        feats[col] = [1.0, np.inf, -np.inf, np.nan]
+    repo.upsert_features({pair: feats}, new_pairs=[pair])
+    update = feats.copy()
+    update[list(FEATURE_COLUMNS)] = [[np.inf] * len(FEATURE_COLUMNS)] * 4
+    assert repo.upsert_features({pair: update}) == {pair: 1}  # only the 1.0 row changes
+    with engine.connect() as conn:
+        nulls = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM quant_features WHERE obv IS NULL AND zscore_20 IS NULL"
+        ).scalar_one()
+    assert nulls == 4
+    assert repo.load_features([pair])[pair]["obv"].isna().all()
