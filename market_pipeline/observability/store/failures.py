@@ -103,7 +103,9 @@ def log_on(conn: Connection, ctx: StoreContext, values: dict[str, Any]) -> tuple
     sql = ctx.sql
     params = {f"p_{name}": value for name, value in values.items()}
     if values["execution_id"] is not None:
-        recorded = conn.execute(sql.built("failure_recorded", _recorded_stmt), params).scalar()
+        recorded = conn.execute(
+            sql.built("failure_recorded", lambda: _recorded_select(_params(*_NAMES))), params
+        ).scalar()
         if recorded is not None:
             return True, int(recorded)
     superseding = conn.execute(
@@ -131,9 +133,10 @@ def _pair_params() -> tuple[Any, Any, Any]:
     return p["symbol"], p["timeframe"], p["failed_at"]
 
 
-def _recorded_stmt() -> Any:
+def _recorded_select(p: dict[str, Any]) -> Any:
+    """The newest resolved failure of the pair already logged for the execution, by the bound
+    parameters ``p``."""
     f = failures_t
-    p = _params("execution_id", "symbol", "timeframe")
     return (
         sa.select(f.c.id)
         .where(
@@ -201,24 +204,13 @@ def _log_stmt(*, with_execution: bool) -> sa.Select[Any]:
     execution id has no row, and then nothing was written. The two INSERTs have mutually
     exclusive conditions, so exactly one of recorded, resolved insert and upsert yields the id."""
     f = failures_t
-    p = {name: sa.bindparam(f"p_{name}", type_=f.c[name].type) for name in _NAMES}
+    p = _params(*_NAMES)
     known: Any = sa.true()
     not_recorded: Any = sa.true()
     recorded_id: Any = sa.null()
     if with_execution:
         known = sa.exists().where(executions_t.c.execution_id == p["execution_id"])
-        recorded = (
-            sa.select(f.c.id)
-            .where(
-                f.c.execution_id == p["execution_id"],
-                f.c.symbol == p["symbol"],
-                f.c.timeframe == p["timeframe"],
-                f.c.resolved,
-            )
-            .order_by(f.c.id.desc())
-            .limit(1)
-            .cte("recorded")
-        )
+        recorded = _recorded_select(p).cte("recorded")
         not_recorded = ~sa.exists().select_from(recorded)
         recorded_id = sa.select(recorded.c.id).scalar_subquery()
     superseding = _superseding_select(p["symbol"], p["timeframe"], p["failed_at"]).cte(
